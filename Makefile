@@ -1,0 +1,44 @@
+# The front door. `make demo` runs the main job, `make test` runs every check CI runs.
+# Both create their own virtualenv in .venv and install what they need into it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint typecheck unit bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "edgefleet needs Python >= 3.11 (found: $$($(PYTHON) --version))"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
+	  { echo "could not create a virtualenv: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: venv
+	$(BIN)/edgefleet probe
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/python -m pytest -m unit
+
+# pytest exits 5 when it collected no test: that is an error here, never a pass.
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python -m pytest -m bench -p no:cacheprovider -s
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

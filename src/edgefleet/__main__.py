@@ -1,0 +1,5 @@
+"""`python -m edgefleet` runs the CLI."""
+
+from edgefleet.cli.app import main
+
+main()
