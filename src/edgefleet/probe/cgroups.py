@@ -46,7 +46,9 @@ class CgroupController(Record):
 class CgroupsInfo(Section):
     """cgroup mode, hierarchies and controllers."""
 
-    mode: CgroupMode | None = Field(description="v2 (unified only), hybrid (v1 controllers + cgroup2), v1, none.")
+    mode: CgroupMode | None = Field(
+        description="v2 (unified only), hybrid (v1 controllers + cgroup2), v1, none."
+    )
     hierarchies: list[CgroupHierarchy] | None = Field(description="Mounted cgroup hierarchies.")
     controllers: list[CgroupController] | None = Field(
         description="Usable controllers: attached to a mounted hierarchy this process is in."
@@ -94,7 +96,9 @@ def _controllers(paths: ProbePaths, mounts: list[CgroupMount]) -> list[CgroupCon
     v2 = resolve(None, paths.proc, mounts=mounts)
     if v2 is not None:
         available = _words(v2 / "cgroup.controllers")
-        subtree = set(_words(v2 / "cgroup.subtree_control")) if (v2 / "cgroup.subtree_control").exists() else set()
+        subtree = (
+            set(_words(v2 / "cgroup.subtree_control")) if (v2 / "cgroup.subtree_control").exists() else set()
+        )
         writable = _writable(v2)
         out.extend(
             CgroupController(
@@ -127,7 +131,9 @@ def collect_cgroups(paths: ProbePaths) -> CgroupsInfo:
         hierarchies=None
         if mounts is None
         else [
-            CgroupHierarchy(version=m.version, controllers=sorted(m.controllers), mountpoint=str(m.mountpoint))
+            CgroupHierarchy(
+                version=m.version, controllers=sorted(m.controllers), mountpoint=str(m.mountpoint)
+            )
             for m in mounts
         ],
         controllers=controllers,

@@ -159,9 +159,7 @@ def _topology(paths: ProbePaths, online: list[int], cpus: list[dict[str, str]]) 
             pairs = set()
             break
     if not pairs:
-        pairs = {
-            (b["physical id"], b["core id"]) for b in cpus if "physical id" in b and "core id" in b
-        }
+        pairs = {(b["physical id"], b["core id"]) for b in cpus if "physical id" in b and "core id" in b}
     if not pairs:
         raise Unreadable(f"{paths.sys / 'devices/system/cpu'}: no CPU topology, and /proc/cpuinfo has none")
     return len(pairs), len({p for p, _ in pairs})

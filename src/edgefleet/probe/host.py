@@ -22,7 +22,8 @@ class HostInfo(Section):
         description="Board or product model: the device tree's model, else DMI vendor and product name."
     )
     compatible: list[str] | None = Field(
-        description="The device tree root's compatible strings, most specific first (empty on non-DT machines)."
+        description="The device tree root's compatible strings, most specific first "
+        "(empty on machines without a device tree)."
     )
 
 

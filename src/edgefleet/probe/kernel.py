@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Literal
 
@@ -53,10 +54,8 @@ def _preempt(paths: ProbePaths, version: str, cmdline: str | None) -> tuple[Pree
     """(model, dynamic, realtime) from the build string, sysfs, debugfs and the command line."""
     realtime = "PREEMPT_RT" in version.split()
     if not realtime:
-        try:
+        with contextlib.suppress(Unreadable):
             realtime = read_text(paths.sys / "kernel/realtime").strip() == "1"
-        except Unreadable:
-            pass
     dynamic = "PREEMPT_DYNAMIC" in version.split()
     if realtime:
         return "rt", dynamic, True

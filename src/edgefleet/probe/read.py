@@ -69,7 +69,7 @@ def read_kv(path: Path, sep: str = ":") -> dict[str, str]:
 def list_dir(path: Path) -> list[str]:
     """Sorted entry names of a directory; :class:`Unreadable` when it is absent or not a directory."""
     try:
-        return sorted(os.listdir(path))
+        return sorted(os.listdir(path))  # noqa: PTH208 (names, not paths, are what callers match)
     except OSError as exc:
         raise Unreadable(reason_for(path, exc)) from exc
 
