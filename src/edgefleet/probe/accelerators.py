@@ -276,7 +276,12 @@ def _nvml(paths: ProbePaths, found: dict[str, _Entry]) -> str | None:
     return None
 
 
-_JETSON_LOAD = ("devices/gpu.0/load", "devices/platform/gpu.0/load", "devices/platform/17000000.gpu/load")
+_JETSON_LOAD = (  # the GPU load in permille: JetPack 6, JetPack 5, older L4T
+    "devices/platform/bus@0/17000000.gpu/load",
+    "devices/platform/17000000.gpu/load",
+    "devices/platform/17000000.ga10b/load",
+    "devices/gpu.0/load",
+)
 _JETSON_NODES = ("/dev/nvgpu/igpu0/ctrl", "/dev/nvhost-gpu", "/dev/nvhost-ctrl-gpu")
 
 
@@ -288,11 +293,7 @@ def _jetson(paths: ProbePaths, compatible: list[str], found: dict[str, _Entry]) 
         Known("gpu", "nvidia", JETSON_SOCS[soc], NVIDIA_RUNTIMES), "platform", soc.removeprefix("nvidia,")
     )
     entry.driver = "nvgpu"
-    try:
-        model = device_tree_strings(paths, "model")
-        entry.model = f"{JETSON_SOCS[soc]} GPU, {model[0]}" if model else None
-    except Unreadable:
-        pass
+    entry.model = f"{JETSON_SOCS[soc]} integrated GPU"
     try:
         release = read_text(paths.etc / "nv_tegra_release").splitlines()[0]
         major = re.search(r"R(\d+)", release)

@@ -39,7 +39,7 @@ class SecurityInfo(Section):
 
 def _securityfs(paths: ProbePaths) -> str:
     root = paths.sys / "kernel/security"
-    if not list_dir(root):
+    if not root.is_dir() or not list_dir(root):
         raise Unreadable(f"{root}: securityfs is not mounted")
     return str(root)
 
