@@ -29,7 +29,7 @@ from edgefleet.probe.accelerator_ids import (
 from edgefleet.probe.host import device_tree_strings
 from edgefleet.probe.model import Record, Section
 from edgefleet.probe.paths import ProbePaths
-from edgefleet.probe.read import Unknowns, Unreadable, list_dir, read_kv, read_text
+from edgefleet.probe.read import Unknowns, Unreadable, exists, is_dir, is_file, list_dir, read_kv, read_text
 
 __all__ = ["Accelerator", "AcceleratorsInfo", "OpenClIcd", "collect_accelerators"]
 
@@ -126,7 +126,7 @@ def _driver(device_dir: Path) -> str | None:
 
 def _pci(paths: ProbePaths, found: dict[str, _Entry]) -> None:
     root = paths.sys / "bus/pci/devices"
-    if not root.exists():
+    if not exists(root):
         return
     for bdf in list_dir(root):
         dev = root / bdf
@@ -149,7 +149,7 @@ def _char_nodes(paths: ProbePaths, found: dict[str, _Entry]) -> None:
     """Attach /dev nodes of accel, hailo, apex and DRM render devices to their PCI or platform device."""
     for klass, pattern in _CHAR_CLASSES:
         cls = paths.sys / "class" / klass
-        if not cls.is_dir():
+        if not is_dir(cls):
             continue
         for name in list_dir(cls):
             if klass == "drm" and not name.startswith("renderD"):
@@ -162,7 +162,7 @@ def _char_nodes(paths: ProbePaths, found: dict[str, _Entry]) -> None:
             parent = real.name
             driver = _driver(device)
             node = str(Path("/dev") / pattern.format(name=name))
-            if not paths.host(Path(node)).exists():
+            if not exists(paths.host(Path(node))):
                 node = ""
             entry = found.get(parent)
             if entry is None:
@@ -186,7 +186,7 @@ def _char_nodes(paths: ProbePaths, found: dict[str, _Entry]) -> None:
 
 def _usb(paths: ProbePaths, found: dict[str, _Entry]) -> None:
     root = paths.sys / "bus/usb/devices"
-    if not root.exists():
+    if not exists(root):
         return
     for name in list_dir(root):
         dev = root / name
@@ -217,7 +217,7 @@ def _nvidia_proc(paths: ProbePaths, found: dict[str, _Entry]) -> None:
     except Unreadable:
         pass
     gpus = proc / "gpus"
-    for bdf in list_dir(gpus) if gpus.is_dir() else []:
+    for bdf in list_dir(gpus) if is_dir(gpus) else []:
         try:
             info = read_kv(gpus / bdf / "information")
         except Unreadable:
@@ -226,10 +226,10 @@ def _nvidia_proc(paths: ProbePaths, found: dict[str, _Entry]) -> None:
         entry = found.setdefault(key, _Entry(PCI_CLASS["10de"], "pci", key, driver="nvidia"))
         entry.model = info.get("Model") or entry.model
         minor = info.get("Device Minor")
-        if minor and minor.isdigit() and paths.host(Path(f"/dev/nvidia{minor}")).exists():
+        if minor and minor.isdigit() and exists(paths.host(Path(f"/dev/nvidia{minor}"))):
             entry.nodes.insert(0, f"/dev/nvidia{minor}")
     nvidia = [e for e in found.values() if e.known.vendor == "nvidia" and e.bus == "pci"]
-    if not nvidia and paths.dev.is_dir():
+    if not nvidia and is_dir(paths.dev):
         # a container that was given the device nodes but not the driver's /proc view
         for name in list_dir(paths.dev):
             if re.fullmatch(r"nvidia\d+", name):
@@ -310,17 +310,17 @@ def _jetson(paths: ProbePaths, compatible: list[str], found: dict[str, _Entry]) 
             break
         except (Unreadable, ValueError):
             continue
-    entry.nodes = [n for n in _JETSON_NODES if paths.host(Path(n)).exists()]
+    entry.nodes = [n for n in _JETSON_NODES if exists(paths.host(Path(n)))]
     found[f"jetson:{soc}"] = entry
 
 
 def _device_tree_npus(paths: ProbePaths, found: dict[str, _Entry]) -> None:
     """SoC NPUs named in the device tree (top-level nodes) whose driver exposed no node."""
-    if not paths.device_tree.is_dir():
+    if not is_dir(paths.device_tree):
         return
     for node in list_dir(paths.device_tree):
         compat = paths.device_tree / node / "compatible"
-        if not compat.is_file():
+        if not is_file(compat):
             continue
         try:
             strings = [s for s in read_text(compat).split("\0") if s]
@@ -351,7 +351,7 @@ def _devices(paths: ProbePaths) -> list[Accelerator]:
     _nvidia_proc(paths, found)
     nvml_problem = _nvml(paths, found)
     compatible: list[str] = []
-    if paths.device_tree.exists():
+    if exists(paths.device_tree):
         compatible = device_tree_strings(paths, "compatible")
     _jetson(paths, compatible, found)
     _device_tree_npus(paths, found)
@@ -365,7 +365,7 @@ def _devices(paths: ProbePaths) -> list[Accelerator]:
 
 def _opencl(paths: ProbePaths) -> list[OpenClIcd]:
     vendors = paths.etc / "OpenCL/vendors"
-    if not vendors.exists():
+    if not exists(vendors):
         return []
     return [
         OpenClIcd(name=name.removesuffix(".icd"), library=read_text(vendors / name).strip())

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from edgefleet.probe.model import Record, Section
 from edgefleet.probe.paths import ProbePaths
-from edgefleet.probe.read import Unknowns, Unreadable, list_dir, read_text
+from edgefleet.probe.read import Unknowns, Unreadable, is_dir, list_dir, read_text
 
 __all__ = [
     "CAPABILITY_SIZE",
@@ -122,7 +122,7 @@ class CamerasInfo(Section):
 
 
 def _video_nodes(paths: ProbePaths) -> list[str]:
-    if not paths.dev.is_dir():
+    if not is_dir(paths.dev):
         raise Unreadable(f"{paths.dev}: not present")
     nodes = [n for n in list_dir(paths.dev) if re.fullmatch(r"video\d+", n)]
     return sorted(nodes, key=lambda n: int(n[5:]))
@@ -131,7 +131,7 @@ def _video_nodes(paths: ProbePaths) -> list[str]:
 def _by_id(paths: ProbePaths) -> dict[str, str]:
     links = paths.dev / "v4l/by-id"
     out: dict[str, str] = {}
-    if not links.is_dir():
+    if not is_dir(links):
         return out
     for name in list_dir(links):
         try:
@@ -161,8 +161,9 @@ def _usb_id(paths: ProbePaths, node: str) -> str | None:
 def _scan(paths: ProbePaths) -> tuple[list[Camera], list[SkippedNode]]:
     cameras: list[Camera] = []
     skipped: list[SkippedNode] = []
-    by_id = _by_id(paths)
-    for name in _video_nodes(paths):
+    nodes = _video_nodes(paths)
+    by_id = _by_id(paths) if nodes else {}
+    for name in nodes:
         node = f"/dev/{name}"
         try:
             cap = parse_capability(paths.ioctl(paths.dev / name, VIDIOC_QUERYCAP, CAPABILITY_SIZE))

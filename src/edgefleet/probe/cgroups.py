@@ -18,7 +18,7 @@ from pydantic import Field
 from edgefleet.probe.cgroupfs import CgroupMode, CgroupMount, cgroup_mode, cgroup_mounts, resolve
 from edgefleet.probe.model import Record, Section
 from edgefleet.probe.paths import ProbePaths
-from edgefleet.probe.read import Unknowns, read_text
+from edgefleet.probe.read import Unknowns, exists, read_text
 
 __all__ = ["CgroupController", "CgroupHierarchy", "CgroupsInfo", "collect_cgroups"]
 
@@ -97,7 +97,7 @@ def _controllers(paths: ProbePaths, mounts: list[CgroupMount]) -> list[CgroupCon
     if v2 is not None:
         available = _words(v2 / "cgroup.controllers")
         subtree = (
-            set(_words(v2 / "cgroup.subtree_control")) if (v2 / "cgroup.subtree_control").exists() else set()
+            set(_words(v2 / "cgroup.subtree_control")) if exists(v2 / "cgroup.subtree_control") else set()
         )
         writable = _writable(v2)
         out.extend(

@@ -9,7 +9,7 @@ from pydantic import Field
 from edgefleet.probe.cpu_budget import parse_cpulist
 from edgefleet.probe.model import Section
 from edgefleet.probe.paths import ProbePaths
-from edgefleet.probe.read import Unknowns, Unreadable, list_dir, read_text
+from edgefleet.probe.read import Unknowns, Unreadable, exists, is_dir, list_dir, read_text
 
 __all__ = ["CpuInfo", "collect_cpu", "isa_features"]
 
@@ -173,13 +173,13 @@ def _cpufreq(paths: ProbePaths, online: list[int]) -> tuple[str, str, dict[str, 
     """(driver, governor, per-CPU governors, available) — 'unsupported' when no driver is bound."""
     cpu_root = paths.sys / "devices/system/cpu"
     list_dir(cpu_root)  # an unreadable cpu directory is unknown, not "unsupported"
-    if not (cpu_root / f"cpu{online[0] if online else 0}" / "cpufreq").is_dir():
+    if not is_dir(cpu_root / f"cpu{online[0] if online else 0}" / "cpufreq"):
         return "unsupported", "unsupported", {}, []
     governors: dict[str, str] = {}
     driver = ""
     for n in online:
         freq = cpu_root / f"cpu{n}" / "cpufreq"
-        if not freq.is_dir():
+        if not is_dir(freq):
             continue
         governors[str(n)] = read_text(freq / "scaling_governor").strip()
         driver = driver or read_text(freq / "scaling_driver").strip()
@@ -213,7 +213,7 @@ def collect_cpu(paths: ProbePaths) -> CpuInfo:
     isolated = unknown.attempt("isolated", lambda: _cpulist(cpu_dir / "isolated"))
     nohz_full = (  # the file exists only on kernels built with NO_HZ_FULL
         unknown.attempt("nohz_full", lambda: _cpulist(cpu_dir / "nohz_full"))
-        if (cpu_dir / "nohz_full").exists() or not cpu_dir.is_dir()
+        if exists(cpu_dir / "nohz_full") or not is_dir(cpu_dir)
         else []
     )
     topology = unknown.attempt("cores", lambda: _topology(paths, online or [], cpus))

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from edgefleet.probe.model import Section
 from edgefleet.probe.paths import ProbePaths
-from edgefleet.probe.read import Unknowns, Unreadable, read_text
+from edgefleet.probe.read import Unknowns, Unreadable, exists, read_text
 
 __all__ = ["HostInfo", "collect_host", "device_tree_strings"]
 
@@ -64,7 +64,7 @@ def _model(paths: ProbePaths) -> str:
 
 
 def _compatible(paths: ProbePaths) -> list[str]:
-    if not paths.device_tree.exists():
+    if not exists(paths.device_tree):
         return []
     return device_tree_strings(paths, "compatible")
 

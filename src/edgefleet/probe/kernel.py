@@ -10,7 +10,7 @@ from pydantic import Field
 
 from edgefleet.probe.model import Section
 from edgefleet.probe.paths import ProbePaths
-from edgefleet.probe.read import Unknowns, Unreadable, read_text
+from edgefleet.probe.read import Unknowns, Unreadable, is_dir, read_text
 
 __all__ = ["KernelInfo", "collect_kernel"]
 
@@ -85,7 +85,7 @@ def _preempt(paths: ProbePaths, version: str, cmdline: str | None) -> tuple[Pree
 
 def _init(paths: ProbePaths) -> tuple[str, str]:
     comm = read_text(paths.proc / "1/comm").strip()
-    if comm == "systemd" or (paths.run / "systemd/system").is_dir():
+    if comm == "systemd" or is_dir(paths.run / "systemd/system"):
         return "systemd", comm
     if comm == "init":
         try:

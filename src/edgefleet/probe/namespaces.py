@@ -6,7 +6,7 @@ from pydantic import Field
 
 from edgefleet.probe.model import Section
 from edgefleet.probe.paths import ProbePaths
-from edgefleet.probe.read import Unknowns, Unreadable, list_dir, read_int
+from edgefleet.probe.read import Unknowns, Unreadable, exists, list_dir, read_int
 
 __all__ = ["NamespacesInfo", "collect_namespaces"]
 
@@ -34,7 +34,7 @@ def _limits(paths: ProbePaths) -> dict[str, int]:
     base = paths.proc / "sys/user"
     for kind in KINDS:
         path = base / f"max_{kind}_namespaces"
-        if path.exists():
+        if exists(path):
             out[kind] = read_int(path)
     if not out:
         raise Unreadable(f"{base}: no max_*_namespaces files")
@@ -45,11 +45,11 @@ def _unprivileged_user(paths: ProbePaths, limits: dict[str, int]) -> bool:
     if limits.get("user", 0) == 0:
         return False
     clone = paths.proc / "sys/kernel/unprivileged_userns_clone"  # Debian's switch
-    if clone.exists() and read_int(clone) != 1:
+    if exists(clone) and read_int(clone) != 1:
         return False
     # Ubuntu's AppArmor switch
     restrict = paths.proc / "sys/kernel/apparmor_restrict_unprivileged_userns"
-    return not (restrict.exists() and read_int(restrict) == 1)
+    return not (exists(restrict) and read_int(restrict) == 1)
 
 
 def collect_namespaces(paths: ProbePaths) -> NamespacesInfo:

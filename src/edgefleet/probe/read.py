@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["Unknowns", "Unreadable", "list_dir", "read_int", "read_kv", "read_text", "reason_for"]
+__all__ = [
+    "Unknowns",
+    "Unreadable",
+    "exists",
+    "is_dir",
+    "is_file",
+    "list_dir",
+    "read_int",
+    "read_kv",
+    "read_text",
+    "reason_for",
+]
 
 T = TypeVar("T")
 
@@ -64,6 +76,36 @@ def read_kv(path: Path, sep: str = ":") -> dict[str, str]:
         if found:
             out[key.strip()] = value.strip()
     return out
+
+
+def _mode(path: Path) -> int | None:
+    """The file mode (following links), None when absent; :class:`Unreadable` when it cannot be told.
+
+    ``Path.exists()`` raises ``PermissionError`` under an unsearchable directory; this says so.
+    """
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise Unreadable(reason_for(path, exc)) from exc
+
+
+def exists(path: Path) -> bool:
+    """Whether ``path`` exists; :class:`Unreadable` when that cannot be told (permission denied)."""
+    return _mode(path) is not None
+
+
+def is_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory; :class:`Unreadable` when that cannot be told."""
+    mode = _mode(path)
+    return mode is not None and stat.S_ISDIR(mode)
+
+
+def is_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file; :class:`Unreadable` when that cannot be told."""
+    mode = _mode(path)
+    return mode is not None and stat.S_ISREG(mode)
 
 
 def list_dir(path: Path) -> list[str]:

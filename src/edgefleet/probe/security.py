@@ -12,7 +12,7 @@ from pydantic import Field
 
 from edgefleet.probe.model import Section
 from edgefleet.probe.paths import ProbePaths
-from edgefleet.probe.read import Unknowns, Unreadable, list_dir, read_kv, read_text
+from edgefleet.probe.read import Unknowns, Unreadable, exists, is_dir, list_dir, read_kv, read_text
 
 __all__ = ["SecurityInfo", "collect_security"]
 
@@ -39,7 +39,7 @@ class SecurityInfo(Section):
 
 def _securityfs(paths: ProbePaths) -> str:
     root = paths.sys / "kernel/security"
-    if not root.is_dir() or not list_dir(root):
+    if not is_dir(root) or not list_dir(root):
         raise Unreadable(f"{root}: securityfs is not mounted")
     return str(root)
 
@@ -77,7 +77,7 @@ def _lsms(paths: ProbePaths) -> list[str]:
 
 def _secure_boot(paths: ProbePaths) -> OnOff:
     efi = paths.sys / "firmware/efi"
-    if not efi.is_dir():
+    if not is_dir(efi):
         raise Unreadable(
             f"{efi}: not present (not booted through UEFI); a board's own verified boot is not visible here"
         )
@@ -103,7 +103,7 @@ def _lockdown(paths: ProbePaths) -> Literal["none", "integrity", "confidentialit
 
 def _tpm(paths: ProbePaths) -> tuple[OnOff, str | None]:
     cls = paths.sys / "class/tpm"
-    if not cls.is_dir():
+    if not is_dir(cls):
         raise Unreadable(f"{cls}: not present (kernel without TPM support; a chip would not be usable)")
     devices = [d for d in list_dir(cls) if d.startswith("tpm")]
     if not devices:
@@ -113,13 +113,13 @@ def _tpm(paths: ProbePaths) -> tuple[OnOff, str | None]:
     try:
         version = read_text(major).strip()
     except Unreadable:
-        version = "2" if (paths.dev / f"tpmrm{devices[0][3:]}").exists() else None
+        version = "2" if exists(paths.dev / f"tpmrm{devices[0][3:]}") else None
     return "on", ("1.2" if version == "1" else version)
 
 
 def _ima(paths: ProbePaths) -> OnOff:
     _securityfs(paths)
-    return "on" if (paths.sys / "kernel/security/ima").is_dir() else "off"
+    return "on" if is_dir(paths.sys / "kernel/security/ima") else "off"
 
 
 def collect_security(paths: ProbePaths) -> SecurityInfo:

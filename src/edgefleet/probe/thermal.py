@@ -8,7 +8,7 @@ from pydantic import Field
 
 from edgefleet.probe.model import Record, Section
 from edgefleet.probe.paths import ProbePaths
-from edgefleet.probe.read import Unknowns, Unreadable, list_dir, read_int, read_text
+from edgefleet.probe.read import Unknowns, Unreadable, exists, list_dir, read_int, read_text
 
 __all__ = ["PowerSupply", "ThermalInfo", "ThermalZone", "collect_thermal"]
 
@@ -40,7 +40,7 @@ class ThermalInfo(Section):
 
 def _zones(paths: ProbePaths) -> list[ThermalZone]:
     root = paths.sys / "class/thermal"
-    if not root.exists():
+    if not exists(root):
         return []
     zones: list[ThermalZone] = []
     for name in list_dir(root):
@@ -67,7 +67,7 @@ def _read(directory: Path, name: str) -> str | None:
 
 def _supplies(paths: ProbePaths) -> list[PowerSupply]:
     root = paths.sys / "class/power_supply"
-    if not root.exists():
+    if not exists(root):
         return []
     out: list[PowerSupply] = []
     for name in list_dir(root):
