@@ -60,11 +60,16 @@ def test_empty_root_gives_unknowns_not_a_crash(tmp_path: Path) -> None:
     """An empty tree: every section is present, its unreadable fields carry reasons."""
     inv = collect(ProbePaths.under(tmp_path, find_module=lambda _: False, landlock_abi=lambda: 1))
     assert inv.unknown == {}
-    assert inv.cpu and inv.cpu.model is None
+    assert inv.cpu
+    assert inv.cpu.model is None
     assert inv.cpu.unknown["model"].endswith("proc/cpuinfo: not present")
-    assert inv.kernel and "osrelease: not present" in inv.kernel.unknown["release"]
-    assert inv.cgroups and inv.cgroups.mode is None and "mountinfo" in inv.cgroups.unknown["mode"]
-    assert inv.accelerators and inv.accelerators.devices == []
+    assert inv.kernel
+    assert "osrelease: not present" in inv.kernel.unknown["release"]
+    assert inv.cgroups
+    assert inv.cgroups.mode is None
+    assert "mountinfo" in inv.cgroups.unknown["mode"]
+    assert inv.accelerators
+    assert inv.accelerators.devices == []
 
 
 @pytest.mark.unit
@@ -78,7 +83,8 @@ def test_a_failing_section_is_reported_by_the_inventory(tmp_path: Path) -> None:
     inv = collect(paths)
     assert inv.runtimes is None
     assert "RuntimeError: PATH lookup exploded" in inv.unknown["runtimes"]
-    assert inv.accelerators and inv.accelerators.devices
+    assert inv.accelerators
+    assert inv.accelerators.devices
     assert inv.accelerators.devices[0].usable_runtimes == []  # nothing is claimed usable when unknown
 
 
@@ -119,7 +125,7 @@ def test_unreadable_file_is_unknown_with_reason() -> None:
                 text=True,
                 check=True,
                 # root reads mode-000 files: drop the capabilities that let it
-                preexec_fn=_drop_file_override if os.geteuid() == 0 else None,  # noqa: PLW1509 (no threads here)
+                preexec_fn=_drop_file_override if os.geteuid() == 0 else None,
             )
         finally:
             (root / "dev").chmod(0o755)
