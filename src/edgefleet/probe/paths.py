@@ -8,7 +8,6 @@ Tests and support engineers pass a :class:`ProbePaths` that points at a fixture 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import importlib
 import importlib.util
@@ -23,8 +22,10 @@ from types import ModuleType
 __all__ = [
     "IoctlFn",
     "ProbePaths",
+    "find_library",
     "find_module",
     "landlock_abi",
+    "library_dirs",
     "read_ioctl",
     "utc_now",
 ]
@@ -59,6 +60,40 @@ def landlock_abi() -> int:
     return abi
 
 
+_LIBRARY_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib")
+
+
+def library_dirs(etc: Path = Path("/etc")) -> list[Path]:
+    """The dynamic linker's search directories: the standard ones and those in ``ld.so.conf.d``."""
+    dirs = [Path(d) for d in _LIBRARY_DIRS]
+    machine = os.uname().machine
+    dirs += [Path(f"/usr/lib/{machine}-linux-gnu"), Path(f"/lib/{machine}-linux-gnu")]
+    try:
+        confs = sorted((etc / "ld.so.conf.d").glob("*.conf"))
+    except OSError:
+        confs = []
+    for conf in confs:
+        try:
+            lines = conf.read_text().splitlines()
+        except OSError:
+            continue
+        dirs += [Path(s) for line in lines if (s := line.split("#", 1)[0].strip()).startswith("/")]
+    return list(dict.fromkeys(dirs))
+
+
+def find_library(name: str) -> str | None:
+    """``lib<name>.so*`` in the linker's directories, as a file name; without running ldconfig or gcc."""
+    prefix = f"lib{name}.so"
+    for directory in library_dirs():
+        try:
+            hits = sorted(n for n in os.listdir(directory) if n.startswith(prefix))  # noqa: PTH208 (names only)
+        except OSError:
+            continue
+        if hits:
+            return hits[0]
+    return None
+
+
 def find_module(name: str) -> bool:
     """Whether ``name`` can be imported, without importing it."""
     try:
@@ -86,7 +121,7 @@ class ProbePaths:
     """Read-only ioctls on device nodes (V4L2 ``VIDIOC_QUERYCAP``)."""
     which: Callable[[str], str | None] = field(default=shutil.which)
     """Find an executable on PATH."""
-    find_library: Callable[[str], str | None] = field(default=ctypes.util.find_library)
+    find_library: Callable[[str], str | None] = field(default=find_library)
     """Find a shared library (``edgetpu`` → ``libedgetpu.so.1``)."""
     find_module: Callable[[str], bool] = field(default=find_module)
     """Whether a Python module is installed (checked without importing it)."""
