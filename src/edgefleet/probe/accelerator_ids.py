@@ -11,6 +11,7 @@ vendors' own runtimes (they have no ONNX Runtime provider).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = ["DEVICE_TREE", "DRIVERS", "JETSON_SOCS", "PCI_CLASS", "PCI_IDS", "USB_IDS", "Known"]
 
@@ -27,7 +28,7 @@ NVIDIA_RUNTIMES = (ORT_TENSORRT, ORT_CUDA)
 class Known:
     """What a matched id means: the kind of device, its vendor and model, and who can run models on it."""
 
-    kind: str  # gpu, npu, tpu
+    kind: Literal["gpu", "npu", "tpu"]
     vendor: str
     model: str
     runtimes: tuple[str, ...]

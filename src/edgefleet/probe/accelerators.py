@@ -47,7 +47,7 @@ _CHAR_CLASSES: tuple[tuple[str, str], ...] = (
 class Accelerator(Record):
     """One accelerator."""
 
-    kind: str = Field(description="gpu, npu or tpu.")
+    kind: Literal["gpu", "npu", "tpu"] = Field(description="gpu, npu or tpu.")
     vendor: str = Field(description="nvidia, intel, amd, hailo, google, rockchip, arm, broadcom...")
     model: str = Field(description="Model name, as precise as the sources allow.")
     bus: Literal["pci", "usb", "platform"] = Field(description="How it is attached.")

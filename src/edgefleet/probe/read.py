@@ -127,4 +127,6 @@ class Unknowns(dict[str, str]):
             self[name] = exc.reason
         except (ValueError, IndexError) as exc:
             self[name] = f"could not parse: {exc}"
+        except OSError as exc:  # a path operation outside the helpers above (resolve, readlink, access)
+            self[name] = reason_for(Path(exc.filename or "?"), exc)
         return None

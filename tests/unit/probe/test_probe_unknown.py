@@ -16,6 +16,7 @@ from edgefleet.probe.cpu import CpuInfo
 from edgefleet.probe.inventory import collect
 from edgefleet.probe.memory import collect_memory
 from edgefleet.probe.paths import ProbePaths
+from edgefleet.probe.read import Unknowns
 from edgefleet.testing import fake_devices
 
 PR_CAPBSET_DROP = 24
@@ -103,6 +104,7 @@ import json, sys
 from pathlib import Path
 from edgefleet.probe.inventory import collect
 from edgefleet.probe.paths import ProbePaths
+from edgefleet.probe.read import Unknowns
 inv = collect(ProbePaths.under(Path(sys.argv[1]), find_module=lambda _: False))
 print(json.dumps({"cpu": inv.cpu.unknown, "model": inv.cpu.model, "cameras": inv.cameras.unknown,
                   "unknown": inv.unknown}))
@@ -134,3 +136,15 @@ def test_unreadable_file_is_unknown_with_reason() -> None:
     assert got["cpu"]["model"] == f"{cpuinfo}: permission denied"
     assert got["cameras"]["cameras"] == f"{root / 'dev'}: permission denied"
     assert got["unknown"] == {}
+
+
+@pytest.mark.unit
+def test_any_os_error_while_reading_a_field_becomes_its_reason() -> None:
+    """An OSError from any path operation (readlink, resolve...) is recorded, not raised."""
+    unknown = Unknowns()
+
+    def denied() -> str:
+        raise PermissionError(13, "Permission denied", "/sys/class/accel/accel0/device")
+
+    assert unknown.attempt("devices", denied) is None
+    assert unknown == {"devices": "/sys/class/accel/accel0/device: permission denied"}
