@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	$(BIN)/edgefleet probe
+	@echo
+	@echo "That was this machine's inventory (edgefleet probe). Not built yet: 'edgefleet up' will run the whole"
+	@echo "system here (control plane, device agent, model server) and use this inventory to pick execution providers."
 
 lint: venv
 	$(BIN)/ruff check src tests bench

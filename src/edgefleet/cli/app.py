@@ -68,6 +68,11 @@ def show_config(ctx: typer.Context) -> None:
     c.out.print(table)
 
 
+from edgefleet.cli import probe as probe_cli  # noqa: E402 (registered after the root app exists)
+
+app.command("probe")(probe_cli.probe)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `edgefleet` executable."""
     err = Console(stderr=True)
