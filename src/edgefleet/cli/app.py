@@ -68,6 +68,11 @@ def show_config(ctx: typer.Context) -> None:
     c.out.print(table)
 
 
+from edgefleet.cli.run import run as _run  # noqa: E402 - command modules register after the root
+
+app.command("run", context_settings={"allow_interspersed_args": False})(_run)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `edgefleet` executable."""
     err = Console(stderr=True)

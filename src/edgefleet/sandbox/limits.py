@@ -23,6 +23,7 @@ __all__ = [
     "DeviceRule",
     "IoMax",
     "Limits",
+    "expand_cpulist",
     "io_weight_to_blkio",
     "parse_cpus",
     "parse_cpuset",

@@ -57,7 +57,7 @@ class Usage:
     def limits_hit(self) -> list[str]:
         """The limits the workload ran into: ``memory``, ``memory-high``, ``oom``, ``pids``, ``cpus``."""
         hits = []
-        if self.memory_max_hits:
+        if self.memory_max_hits or self.oom_kills:
             hits.append("memory")
         if self.memory_high_hits:
             hits.append("memory-high")
