@@ -19,12 +19,12 @@ from edgefleet.cli.context import cli_context
 __all__ = ["run"]
 
 
-class Backend(str, Enum):
+class Backend(str, Enum):  # noqa: UP042 - typer renders str enums as choices
     native = "native"
     podman = "podman"
 
 
-class NetworkMode(str, Enum):
+class NetworkMode(str, Enum):  # noqa: UP042 - typer renders str enums as choices
     none = "none"
     host = "host"
 
@@ -34,7 +34,7 @@ _ISOLATION = "Isolation"
 _OUTPUT = "Output"
 
 
-def run(  # noqa: PLR0913 - one parameter per documented limit
+def run(  # noqa: PLR0917 - typer maps one parameter to each documented option
     ctx: typer.Context,
     command: Annotated[
         list[str], typer.Argument(help="The command and its arguments, after --.", show_default=False)
@@ -42,8 +42,8 @@ def run(  # noqa: PLR0913 - one parameter per documented limit
     cpus: Annotated[
         str | None,
         typer.Option(
-            help="CPU quota in CPUs (1.5 = one and a half CPUs per 100 ms period): cpu.cfs_quota_us (v1) or "
-            "cpu.max (v2).",
+            help="CPU quota in CPUs (1.5 = one and a half CPUs per 100 ms period): "
+            "cpu.cfs_quota_us (v1) or cpu.max (v2).",
             rich_help_panel=_LIMITS,
         ),
     ] = None,
@@ -58,7 +58,8 @@ def run(  # noqa: PLR0913 - one parameter per documented limit
     cpu_weight: Annotated[
         int | None,
         typer.Option(
-            help="Relative CPU weight 1-10000 (default 100): cpu.weight (v2); on v1 cpu.shares = weight*1024/100.",
+            help="Relative CPU weight 1-10000 (default 100): cpu.weight (v2); "
+            "on v1 cpu.shares = weight*1024/100.",
             rich_help_panel=_LIMITS,
         ),
     ] = None,
@@ -81,7 +82,8 @@ def run(  # noqa: PLR0913 - one parameter per documented limit
     io_weight: Annotated[
         int | None,
         typer.Option(
-            help="Relative I/O weight 1-10000: io.weight (v2); blkio.weight = weight/10 on v1, where present.",
+            help="Relative I/O weight 1-10000: io.weight (v2); "
+            "blkio.weight = weight/10 on v1, where present.",
             rich_help_panel=_LIMITS,
         ),
     ] = None,
@@ -96,8 +98,8 @@ def run(  # noqa: PLR0913 - one parameter per documented limit
     device: Annotated[
         list[str] | None,
         typer.Option(
-            help="Allow a device node, repeatable: /dev/video0[:rwm]. Added to the device cgroup (v1) and bound "
-            "into the sandbox's private /dev.",
+            help="Allow a device node, repeatable: /dev/video0[:rwm]. "
+            "Added to the device cgroup (v1) and bound into the sandbox's private /dev.",
             rich_help_panel=_LIMITS,
         ),
     ] = None,
@@ -138,7 +140,8 @@ def run(  # noqa: PLR0913 - one parameter per documented limit
     seccomp: Annotated[
         bool,
         typer.Option(
-            help="Load the seccomp deny-list (mount, unshare, ptrace, bpf, kexec, modules...; needs pyseccomp).",
+            help="Load the seccomp deny-list "
+            "(mount, unshare, ptrace, bpf, kexec, modules...; needs pyseccomp).",
             rich_help_panel=_ISOLATION,
         ),
     ] = True,
@@ -170,9 +173,10 @@ def run(  # noqa: PLR0913 - one parameter per documented limit
 ) -> None:
     """Run CMD in a sandbox with real resource limits and report how it ended.
 
-    The report gives the exit code or signal, whether the kernel's OOM killer ended it, the limits it
-    ran into (memory, pids, cpus throttling), peak memory, CPU time, and the limits that could not be
-    enforced on this kernel. The exit status is the command's (128+N for signal N).
+    The report: exit code or signal, OOM kill, limits hit (memory, pids, cpus), peak memory, CPU time,
+    throttling, and every requested limit this kernel cannot enforce.
+
+    The exit status is the command's own (128+N for signal N).
     """
     from edgefleet.sandbox import Sandbox, SandboxSpec
     from edgefleet.sandbox.options import RunOptions
@@ -191,7 +195,7 @@ def run(  # noqa: PLR0913 - one parameter per documented limit
         io_weight=io_weight,
         io_max=tuple(io_max or ()),
         devices=tuple(device or ()),
-        network=network.value,  # type: ignore[arg-type]
+        network=network.value,
         user=user,
         ro=tuple(ro or ()),
         rw=tuple(rw or ()),

@@ -77,7 +77,9 @@ class PodmanBackend:
             out.append(Unenforced("io-weight", "not mapped for podman (blkio weight needs CFQ/BFQ)"))
         return out
 
-    def command(self, spec: SandboxSpec, target: PodmanTarget, container: str) -> list[str]:
+    def command(  # noqa: PLR0912 - one branch per limit
+        self, spec: SandboxSpec, target: PodmanTarget, container: str
+    ) -> list[str]:
         """The full ``podman run`` argv for ``spec``."""
         lim, iso = spec.limits, spec.isolation
         argv = [
@@ -105,7 +107,7 @@ class PodmanBackend:
             f"{iso.user.uid}:{iso.user.gid}",
             "--read-only",
             "--tmpfs",
-            f"/tmp:rw,size={iso.tmp_size},mode=1777",
+            f"/tmp:rw,size={iso.tmp_size},mode=1777",  # noqa: S108 - the container's private tmpfs
             "--workdir",
             str(iso.workdir),
         ]
