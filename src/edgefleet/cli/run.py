@@ -31,7 +31,7 @@ class NetworkMode(str, Enum):  # noqa: UP042 - typer renders str enums as choice
 
 _LIMITS = "Limits"
 _ISOLATION = "Isolation"
-_OUTPUT = "Output"
+_OUTPUT = "Output and placement"
 
 
 def run(  # noqa: PLR0917 - typer maps one parameter to each documented option
@@ -162,6 +162,12 @@ def run(  # noqa: PLR0917 - typer maps one parameter to each documented option
         Path | None,
         typer.Option(help="Root file system directory for --backend podman.", rich_help_panel=_ISOLATION),
     ] = None,
+    cgroup_parent: Annotated[
+        str,
+        typer.Option(
+            help="Parent cgroup (under each hierarchy's root) for the run's cgroup.", rich_help_panel=_OUTPUT
+        ),
+    ] = "edgefleet",
     json_report: Annotated[
         bool,
         typer.Option(
@@ -210,7 +216,7 @@ def run(  # noqa: PLR0917 - typer maps one parameter to each documented option
         report = PodmanBackend().run(spec, target, strict=strict)
     else:
         run_dir = Path(tempfile.mkdtemp(prefix="edgefleet-run-"))
-        sandbox = Sandbox(run_dir=run_dir)
+        sandbox = Sandbox(run_dir=run_dir, parent=cgroup_parent)
         try:
             process = sandbox.start(spec, strict=strict)
             try:
