@@ -21,10 +21,11 @@ def render_report(report: RunReport, console: Console) -> None:
         if report.exit_code is not None
         else f"signal {report.signal_name or report.signal}"
     )
-    table = Table(title=f"{report.name} ({report.backend}): {report.reason}, {ended}", show_header=False)
+    table = Table(title=f"{report.name} ({report.backend})", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     u = report.usage
+    table.add_row("ended", f"{report.reason}, {ended}")
     table.add_row("OOM killed", "yes" if report.oom_killed else "no")
     table.add_row("limits hit", ", ".join(report.limits_hit) or "none")
     table.add_row("duration", f"{report.duration_s:.3f} s")

@@ -42,7 +42,8 @@ class CgroupTree:
         (self.proc / "pressure").mkdir()
         for res, avg in (("cpu", "1.50"), ("memory", "0.00"), ("io", "0.25")):
             (self.proc / "pressure" / res).write_text(
-                f"some avg10={avg} avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+                f"some avg10={avg} avg60=0.00 avg300=0.00 total=1\n"
+                "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
             )
         self.lines: list[str] = []
 
