@@ -194,6 +194,11 @@ class PodmanBackend:
         )
         if state.get("Error"):
             report.error = str(state["Error"])
+        if report.signal == 9 and not oom and spec.limits.memory_max is not None:
+            report.notes.append(
+                "SIGKILL under a memory limit: likely the OOM killer on a child process "
+                "(podman reports OOMKilled only for the container's main process)"
+            )
         return report
 
     def _inspect(self, container: str) -> dict[str, Any] | None:

@@ -60,7 +60,7 @@ def test_cpu_quota_holds_a_busy_loop_near_the_quota(sandbox: Sandbox) -> None:
     share = report.usage.cpu_time_s / report.duration_s
     assert share <= 0.3 * 1.25, f"{report.usage.cpu_time_s:.2f} s CPU in {report.duration_s:.2f} s"
     assert share >= 0.1, "the loop hardly ran: the machine is overloaded"
-    assert report.usage.cpu_throttled_periods and report.usage.cpu_throttled_periods > 5
+    assert (report.usage.cpu_throttled_periods or 0) > 5
     assert "cpus" in report.limits_hit
 
 
@@ -74,13 +74,14 @@ def test_pids_limit_stops_a_fork_bomb(sandbox: Sandbox) -> None:
     report = _py(sandbox, "forkbomb", bomb, Limits(pids_max=16))
     assert report.exit_code == 0
     assert "pids" in report.limits_hit
-    assert report.usage.pids_max_hits and report.usage.pids_max_hits >= 1
+    assert (report.usage.pids_max_hits or 0) >= 1
 
 
 def test_namespaces_identity_and_privileges(sandbox: Sandbox, tmp_path: Path) -> None:
     """Own hostname, PID 1, only loopback (up) with --network none, nobody, no caps, no_new_privs."""
     code = (
-        "st = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\n"
+        "lines = open('/proc/self/status').read().splitlines()\n"
+        "st = dict(l.split(':\\t', 1) for l in lines if ':\\t' in l)\n"
         "out['hostname'] = socket.gethostname()\nout['pid'] = os.getpid()\n"
         "out['procs'] = len([p for p in os.listdir('/proc') if p.isdigit()])\n"
         "out['ifaces'] = [n for _, n in socket.if_nameindex()]\n"

@@ -113,7 +113,10 @@ def http_port() -> int:
 def test_readiness_and_failing_liveness(cgroup_parent: str, tmp_path: Path, http_port: int) -> None:
     """An HTTP server inside becomes ready via its HTTP probe; a failing exec liveness probe restarts
     the workload with reason probe_failed."""
-    server = f"import http.server as h; h.HTTPServer(('127.0.0.1', {http_port}), h.SimpleHTTPRequestHandler).serve_forever()"
+    server = (
+        f"import http.server as h\n"
+        f"h.HTTPServer(('127.0.0.1', {http_port}), h.SimpleHTTPRequestHandler).serve_forever()"
+    )
     sup = Supervisor(tmp_path / "state", parent=cgroup_parent)
     sup.add(
         Workload(
@@ -157,7 +160,7 @@ def test_probe_kinds_against_local_servers(http_port: int) -> None:
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
-            return
+            del args
 
     httpd = HTTPServer(("127.0.0.1", 0), Handler)
     port = httpd.server_address[1]

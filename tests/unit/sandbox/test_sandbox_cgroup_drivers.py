@@ -146,7 +146,9 @@ def test_v2_usage_and_kill(cgtree: CgroupTree) -> None:
             "pids.current": "2",
             "pids.events": "max 0\n",
             "cpu.pressure": "some avg10=2.00 avg60=0 avg300=0 total=9\n",
-            "memory.pressure": "some avg10=0.50 avg60=0 avg300=0 total=9\nfull avg10=0 avg60=0 avg300=0 total=0\n",
+            "memory.pressure": (
+                "some avg10=0.50 avg60=0 avg300=0 total=9\nfull avg10=0 avg60=0 avg300=0 total=0\n"
+            ),
         },
     )
     driver = V2Driver("ef", mounts=cgroup_mounts(cgtree.proc))
