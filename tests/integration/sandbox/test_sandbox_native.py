@@ -59,7 +59,7 @@ def test_cpu_quota_holds_a_busy_loop_near_the_quota(sandbox: Sandbox) -> None:
     assert report.usage.cpu_time_s is not None
     share = report.usage.cpu_time_s / report.duration_s
     assert share <= 0.3 * 1.25, f"{report.usage.cpu_time_s:.2f} s CPU in {report.duration_s:.2f} s"
-    assert share >= 0.1, "the loop hardly ran: the machine is overloaded"
+    assert share >= 0.05, "the loop hardly ran: the machine is overloaded"
     assert (report.usage.cpu_throttled_periods or 0) > 5
     assert "cpus" in report.limits_hit
 
