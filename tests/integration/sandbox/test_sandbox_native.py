@@ -52,16 +52,23 @@ def test_memory_limit_ends_in_an_oom_kill_reported_as_oom(sandbox: Sandbox) -> N
 
 
 def test_cpu_quota_holds_a_busy_loop_near_the_quota(sandbox: Sandbox) -> None:
-    """A 2 s busy loop with --cpus 0.3 gets at most ~0.3 CPU, measured from the cgroup, and is throttled."""
-    loop = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 2.0: pass"
-    report = _py(sandbox, "cpu", loop, Limits(cpus=0.3))
+    """Three 2 s busy loops under --cpus 0.25 get at most ~0.25 CPU together (cgroup CPU time / wall)
+    and are throttled whenever they come near it (a loaded machine may give them less)."""
+    loop = (
+        "import os, time\nfor _ in range(2):\n    if os.fork() == 0:\n        break\n"
+        "t = time.monotonic()\nwhile time.monotonic() - t < 2.0: pass\n"
+        "try:\n    while True: os.wait()\nexcept ChildProcessError:\n    pass"
+    )
+    report = _py(sandbox, "cpu", loop, Limits(cpus=0.25))
     assert report.exit_code == 0
     assert report.usage.cpu_time_s is not None
     share = report.usage.cpu_time_s / report.duration_s
-    assert share <= 0.3 * 1.25, f"{report.usage.cpu_time_s:.2f} s CPU in {report.duration_s:.2f} s"
-    assert share >= 0.05, "the loop hardly ran: the machine is overloaded"
-    assert (report.usage.cpu_throttled_periods or 0) > 5
-    assert "cpus" in report.limits_hit
+    detail = f"{report.usage.cpu_time_s:.2f} s CPU in {report.duration_s:.2f} s"
+    assert share <= 0.25 * 1.2, detail
+    assert share >= 0.02, f"the loops hardly ran: the machine is overloaded ({detail})"
+    if share >= 0.2:
+        assert (report.usage.cpu_throttled_periods or 0) > 5, detail
+        assert "cpus" in report.limits_hit
 
 
 def test_pids_limit_stops_a_fork_bomb(sandbox: Sandbox) -> None:
