@@ -16,7 +16,7 @@ import re
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgefleet.errors import PermissionDeniedError
@@ -27,9 +27,32 @@ from edgefleet.sandbox.report import RunReport
 from edgefleet.sandbox.seccomp import seccomp_available
 from edgefleet.sandbox.spec import SandboxSpec
 
-__all__ = ["LogConfig", "Sandbox", "SandboxProcess"]
+__all__ = ["LaunchRecord", "LogConfig", "Sandbox", "SandboxProcess"]
 
 LogConfig = tuple[Path, int, int]  # path, max bytes per file, rotated files kept
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    """``state.json``: what was started, where, and the PIDs to find it again."""
+
+    name: str
+    argv: list[str]
+    pid: int
+    shim_pid: int
+    started: float
+    cgroup_version: int
+    applied: dict[str, str] = field(default_factory=dict)
+    unenforced: list[Unenforced] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> LaunchRecord:
+        data = json.loads(text)
+        data["unenforced"] = [Unenforced(**u) for u in data.get("unenforced", [])]
+        return cls(**data)
 
 
 class Sandbox:
@@ -93,7 +116,15 @@ class Sandbox:
         read_fd, write_fd = os.pipe()
         started = time.time()
         plan = ChildPlan(spec, group.procs_files, wdir / "exit.json", write_fd, log, seccomp)
-        shim = os.fork()
+        try:
+            shim = os.fork()
+        except OSError as exc:
+            os.close(read_fd)
+            os.close(write_fd)
+            self.driver.remove(group)
+            raise SandboxFailedError(
+                f"{spec.name}: fork failed: {exc.strerror}", code="sandbox.start_failed"
+            ) from exc
         if shim == 0:
             os.close(read_fd)
             run_shim(plan)
@@ -111,33 +142,26 @@ class Sandbox:
                 name=spec.name,
             )
         notes = [f"{u.limit}: not enforced ({u.reason})" for u in unenforced]
-        state = {
-            "name": spec.name,
-            "argv": list(spec.argv),
-            "pid": pid,
-            "shim_pid": shim,
-            "started": started,
-            "cgroup_version": self.driver.version,
-            "applied": group.applied,
-            "unenforced": [asdict(u) for u in unenforced],
-        }
-        (wdir / "state.json").write_text(json.dumps(state))
-        return SandboxProcess(self.driver, group, wdir, state, owned=True, notes=notes)
+        record = LaunchRecord(
+            spec.name, list(spec.argv), pid, shim, started, self.driver.version, group.applied, unenforced
+        )
+        (wdir / "state.json").write_text(record.to_json())
+        return SandboxProcess(self.driver, group, wdir, record, owned=True, notes=notes)
 
     def adopt(self, name: str) -> SandboxProcess | None:
         """The workload ``name`` left by an earlier process: found by its state file and its cgroup."""
         wdir = self.run_dir / name
         try:
-            state = json.loads((wdir / "state.json").read_text())
-        except (OSError, ValueError):
+            record = LaunchRecord.from_json((wdir / "state.json").read_text())
+        except (OSError, ValueError, TypeError, KeyError):
             return None
         group = self.driver.open(name)
         if group is None:
             return None
         procs = self.driver.procs(group)
-        if procs and int(state["pid"]) not in procs:
+        if procs and record.pid not in procs:
             return None  # another process now owns that cgroup name
-        return SandboxProcess(self.driver, group, wdir, state, owned=False)
+        return SandboxProcess(self.driver, group, wdir, record, owned=False)
 
     def names(self) -> list[str]:
         """Workloads with a state file under :attr:`run_dir`."""
@@ -154,20 +178,17 @@ class SandboxProcess:
         driver: CgroupDriver,
         group: Group,
         wdir: Path,
-        state: dict[str, object],
+        record: LaunchRecord,
         *,
         owned: bool,
         notes: list[str] | None = None,
     ) -> None:
         self.driver, self.group, self.wdir = driver, group, wdir
-        self.name = str(state["name"])
-        self.argv = [str(a) for a in state["argv"]]  # type: ignore[attr-defined]
-        self.pid = int(state["pid"])  # type: ignore[call-overload]
-        self.shim_pid = int(state["shim_pid"])  # type: ignore[call-overload]
-        self.started = float(state["started"])  # type: ignore[arg-type]
+        self.name, self.argv, self.pid, self.shim_pid = record.name, record.argv, record.pid, record.shim_pid
+        self.started = record.started
         self.owned = owned
-        self.applied = dict(group.applied or state.get("applied") or {})  # type: ignore[call-overload]
-        self.unenforced = [Unenforced(**u) for u in state.get("unenforced", [])]  # type: ignore[attr-defined]
+        self.applied = dict(group.applied or record.applied)
+        self.unenforced = list(record.unenforced)
         self.notes = (
             notes if notes is not None else [f"{u.limit}: not enforced ({u.reason})" for u in self.unenforced]
         )
