@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -217,6 +218,9 @@ def run(  # noqa: PLR0917 - typer maps one parameter to each documented option
     else:
         run_dir = Path(tempfile.mkdtemp(prefix="edgefleet-run-"))
         sandbox = Sandbox(run_dir=run_dir, parent=cgroup_parent)
+        # SIGTERM and SIGHUP end the run like Ctrl-C: the workload is stopped, its cgroup removed
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.default_int_handler)
         try:
             process = sandbox.start(spec, strict=strict)
             try:

@@ -43,7 +43,6 @@ class ChildPlan:
     sync_fd: int
     log: tuple[Path, int, int] | None  # path, max bytes, backups
     seccomp: bool
-    isolate: bool = True
 
 
 def run_shim(plan: ChildPlan) -> None:
@@ -53,8 +52,7 @@ def run_shim(plan: ChildPlan) -> None:
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_IGN)
-        if plan.isolate:
-            sc.unshare(sc.CLONE_NEWPID)
+        sc.unshare(sc.CLONE_NEWPID)
         out_r = out_w = -1
         if plan.log is not None:
             out_r, out_w = os.pipe()
@@ -108,19 +106,18 @@ def _workload(plan: ChildPlan, out_w: int) -> None:
             os.dup2(out_w, 2)
             os.close(out_w)
             os.close(devnull)
-        if plan.isolate:
-            step = "unshare the mount, UTS, IPC and network namespaces"
-            flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
-            if iso.network == "none":
-                flags |= sc.CLONE_NEWNET
-            sc.unshare(flags)
-            step = "set the hostname"
-            sc.sethostname(iso.hostname)
-            if iso.network == "none":
-                step = "bring up the loopback interface"
-                sc.loopback_up()
-            step = "build the file system view"
-            _mounts(plan)
+        step = "unshare the mount, UTS, IPC and network namespaces"
+        flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+        if iso.network == "none":
+            flags |= sc.CLONE_NEWNET
+        sc.unshare(flags)
+        step = "set the hostname"
+        sc.sethostname(iso.hostname)
+        if iso.network == "none":
+            step = "bring up the loopback interface"
+            sc.loopback_up()
+        step = "build the file system view"
+        _mounts(plan)
         step = "drop the capability bounding set"
         sc.drop_bounding_set()
         step = f"switch to user {iso.user.name} ({iso.user.uid}:{iso.user.gid})"

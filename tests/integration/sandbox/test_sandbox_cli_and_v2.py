@@ -83,3 +83,34 @@ def test_v2_driver_runs_and_kills_with_cgroup_kill(tmp_path: Path) -> None:
     finally:
         driver.prune()
     assert not (unified[0].mountpoint / parent).exists()
+
+
+def test_cli_sigterm_stops_the_workload_and_cleans_up(cgroup_parent: str) -> None:
+    """SIGTERM to `edgefleet run` stops the workload (grace, then kill) and leaves no cgroup."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgefleet",
+            "run",
+            "--cgroup-parent",
+            cgroup_parent,
+            "--",
+            "/bin/sleep",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not leftover_cgroups(cgroup_parent) or not any(
+        p.iterdir() for p in leftover_cgroups(cgroup_parent)
+    ):
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert not leftover_cgroups(cgroup_parent)
