@@ -155,8 +155,14 @@ class V2Driver:
         except OSError as exc:
             if directory.is_dir():
                 self.remove(_group(name, directory))
+            hint = (
+                "; a cgroup that holds processes cannot hand controllers to children, "
+                "so pick a parent without processes (a delegated subtree's child)"
+                if exc.errno == errno.EBUSY and str(exc.filename).endswith("subtree_control")
+                else ""
+            )
             raise SandboxFailedError(
-                f"cgroup v2: could not set up {name!r}: {exc.strerror} ({exc.filename})",
+                f"cgroup v2: could not set up {name!r}: {exc.strerror} ({exc.filename}){hint}",
                 path=str(exc.filename),
             ) from exc
         if limits.devices:
