@@ -71,6 +71,9 @@ def show_config(ctx: typer.Context) -> None:
 from edgefleet.cli import probe as probe_cli  # noqa: E402 (registered after the root app exists)
 
 app.command("probe")(probe_cli.probe)
+from edgefleet.cli.run import run as _run  # noqa: E402 - command modules register after the root
+
+app.command("run", context_settings={"allow_interspersed_args": False})(_run)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
