@@ -68,6 +68,11 @@ def show_config(ctx: typer.Context) -> None:
     c.out.print(table)
 
 
+from edgefleet.cli.tune import tune_app  # noqa: E402
+
+app.add_typer(tune_app)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `edgefleet` executable."""
     err = Console(stderr=True)
