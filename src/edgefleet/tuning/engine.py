@@ -110,13 +110,12 @@ class Tuner:
             if why:
                 problems.append(TuneProfileError(why, source=s.source, line=s.line, knob=s.label))
         if problems:
+            problems.sort(key=lambda p: (str(p.fields["source"]), p.fields["line"] or 0))
             if len(problems) == 1:
                 raise problems[0]
-            raise TuneProfileError(
-                f"{len(problems)} problems: " + "; ".join(p.message for p in problems),
-                source=problems[0].fields["source"],
-                line=problems[0].fields["line"],
-            )
+            err = TuneProfileError(f"{len(problems)} problems: " + "; ".join(p.message for p in problems))
+            err.fields.update(source=problems[0].fields["source"], line=problems[0].fields["line"])
+            raise err
         steps: list[Step] = []
         for s in profile.settings:
             steps.extend(self.knobs[s.knob].plan(s))
@@ -165,9 +164,17 @@ class Tuner:
             written, refused = self._write_all(plan, before)
             restored: list[str] = []
             for o in reversed(stale):
-                self.knobs[o.knob].rollback(o.key, o.value)
-                restored.append(o.key)
-            state.originals = [o for o in state.originals if o.key not in {s.key for s in stale}]
+                try:
+                    self.knobs[o.knob].rollback(o.key, o.value)
+                    restored.append(o.key)
+                except OSError as exc:
+                    log.warning("tune.restore_failed", extra={"key": o.key, "error": str(exc)})
+            stale = [o for o in stale if o.key in restored]
+            # a refused write changed nothing; writing the "original" back could be refused as well
+            dropped = {o.key for o in stale} | (
+                {s.key for s, _ in refused} - (before.keys() if before else set())
+            )
+            state.originals = [o for o in state.originals if o.key not in dropped]
             state.refused = [s.key for s, _ in refused]
             state.state = "applied"
             state.updated = self.clock()
