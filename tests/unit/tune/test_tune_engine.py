@@ -120,7 +120,7 @@ def test_switching_profiles_restores_what_only_the_old_one_changed(
 
 @pytest.mark.unit
 def test_modifiers_only_raise_and_pick_available_alternatives(board: Roots, make_tuner: MakeTuner) -> None:
-    """'>2048' leaves somaxconn 4096 alone but raises read-ahead 128; governor alternatives follow the driver."""
+    """'>2048' keeps somaxconn 4096 but raises read-ahead 128; governor alternatives follow the driver."""
     steps = _by_label(make_tuner(board).plan("edge-throughput").steps)
     assert [(s.current, s.action) for s in steps["sysctl:net.core.somaxconn"]] == [("4096", "keep")]
     assert {(s.current, s.target, s.action) for s in steps["sysfs:/sys/block/*/queue/read_ahead_kb"]} == {
@@ -161,7 +161,7 @@ def unwritable() -> Iterator[Callable[[Path], None]]:
 def test_a_failed_write_rolls_back_everything(
     board: Roots, make_tuner: MakeTuner, unwritable: Callable[[Path], None]
 ) -> None:
-    """All or nothing: when a later write fails, every earlier write is undone and the error names the line."""
+    """All or nothing: a later write fails, every earlier one is undone, the error names the line."""
     base = _base(board)
     unwritable(board.sys / "devices/system/cpu/cpufreq/policy3/scaling_governor")
     before = snapshot(base)
@@ -274,7 +274,7 @@ def test_tuned_running_is_refused_and_nothing_written(
     (run / "tuned.pid").write_text("4242\n")
     before = snapshot(_base(vm_board))
     tuner = make_tuner(vm_board, tuned=SystemTunedDetector(proc=proc, run_dir=run, dbus_send=None))
-    with pytest.raises(TunedActiveError, match="tuned is running .*tuned-adm profile"):
+    with pytest.raises(TunedActiveError, match=r"tuned is running .*tuned-adm profile"):
         tuner.apply(LATENCY)
     assert snapshot(_base(vm_board)) == before
 
@@ -311,7 +311,7 @@ def test_a_corrupt_journal_is_a_clear_error(vm_board: Roots, make_tuner: MakeTun
     tuner = make_tuner(vm_board)
     tuner.journal.state_dir.mkdir(parents=True)
     tuner.journal.path.write_text("{not json")
-    with pytest.raises(TuneStateError, match="journal .* cannot be read"):
+    with pytest.raises(TuneStateError, match=r"journal .* cannot be read"):
         tuner.status()
 
 

@@ -116,7 +116,7 @@ def test_bad_profile_lines_are_named(user_dir: Path, body: str, line: int, messa
         ('[boot]\nquiet_please = "1"\n', 2, "unknown boot item"),
     ],
 )
-def test_unknown_knobs_and_paths_fail_before_anything_is_applied(
+def test_unknown_knobs_and_paths_fail_before_anything_is_applied(  # noqa: PLR0917 - fixtures + parameters
     user_dir: Path, vm_board: Roots, make_tuner: MakeTuner, body: str, line: int, message: str
 ) -> None:
     """Unknown knobs, bad values and paths outside /proc/sys or /sys are rejected at plan time."""
@@ -137,5 +137,5 @@ def test_all_problems_are_listed(user_dir: Path, vm_board: Roots, make_tuner: Ma
 
 @pytest.mark.unit
 def test_unknown_profile_is_not_found() -> None:
-    with pytest.raises(TuneProfileNotFoundError, match="no profile 'nope' .*edge-latency"):
+    with pytest.raises(TuneProfileNotFoundError, match=r"no profile 'nope' .*edge-latency"):
         ProfileStore().load("nope")
