@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edgefleet.cli.context import CliContext, cli_context
@@ -108,7 +109,9 @@ def list_profiles(ctx: typer.Context) -> None:
     for col in ("name", "origin", "description"):
         table.add_column(col)
     for info in tuner.store.infos():
-        table.add_row(info.name, "built-in" if info.builtin else str(info.path), info.description)
+        table.add_row(
+            info.name, "built-in" if info.builtin else escape(str(info.path)), escape(info.description)
+        )
     c.out.print(table)
 
 
@@ -117,14 +120,14 @@ def show(ctx: typer.Context, name: str) -> None:
     """Show a profile with its includes resolved: each knob, its value and why."""
     c, tuner = _tuner(ctx)
     profile = tuner.store.load(name)
-    c.out.print(f"[bold]{profile.name}[/]: {profile.description}")
+    c.out.print(f"[bold]{profile.name}[/]: {escape(profile.description)}")
     if profile.includes:
         c.out.print(f"includes: {', '.join(profile.includes)}")
     table = Table()
     for col in ("knob", "value", "from", "comment"):
         table.add_column(col, overflow="fold")
     for s in profile.settings:
-        table.add_row(s.label, s.value, f"{s.source.name}:{s.line}", s.comment)
+        table.add_row(escape(s.label), escape(s.value), f"{s.source.name}:{s.line}", escape(s.comment))
     c.out.print(table)
 
 
@@ -139,13 +142,13 @@ def plan(ctx: typer.Context, name: str) -> None:
     for st in p.steps:
         style = _ACTION_STYLE.get(st.action, "")
         table.add_row(
-            st.setting.label,
-            st.key,
-            st.current if st.current is not None else "-",
-            st.target if st.target is not None else "-",
+            escape(st.setting.label),
+            escape(st.key),
+            escape(st.current) if st.current is not None else "-",
+            escape(st.target) if st.target is not None else "-",
             f"[{style}]{st.action}[/]",
             "yes" if st.needs_reboot else "",
-            st.note,
+            escape(st.note),
         )
     c.out.print(table)
     c.out.print(f"{len(p.writes)} write(s); nothing was changed")
@@ -179,7 +182,9 @@ def apply(
         )
     )
     for step, reason in report.refused:
-        c.err.print(f"[yellow]kernel refused[/] {step.key} = {step.target!r}: {reason} (kept as it was)")
+        c.err.print(
+            f"[yellow]kernel refused[/] {escape(f'{step.key} = {step.target!r}: {reason}')} (kept as it was)"
+        )
     unsupported = [s for s in report.plan.steps if s.action == "unsupported"]
     if unsupported:
         c.out.print(
@@ -226,12 +231,12 @@ def verify(ctx: typer.Context, name: Annotated[str | None, typer.Argument()] = N
     for ch in checks:
         style = _VERDICT_STYLE[ch.verdict]
         table.add_row(
-            ch.step.setting.label,
-            ch.step.key,
-            ch.current if ch.current is not None else "-",
-            ch.step.target or ch.step.setting.value,
+            escape(ch.step.setting.label),
+            escape(ch.step.key),
+            escape(ch.current) if ch.current is not None else "-",
+            escape(ch.step.target or ch.step.setting.value),
             f"[{style}]{ch.verdict}[/]",
-            ch.detail,
+            escape(ch.detail),
         )
     c.out.print(table)
     failed = [ch for ch in checks if ch.verdict == "failed"]
@@ -281,9 +286,11 @@ def status(ctx: typer.Context) -> None:
     c, tuner = _tuner(ctx)
     st = tuner.status()
     _print_recovered(c, st.recovered)
-    c.out.print(f"profile: {st.profile or '(none applied)'}" + (f" [{st.state}]" if st.state else ""))
-    c.out.print(f"journal: {st.journal} ({st.originals} original(s) saved)")
-    c.out.print(f"tuned: {st.tuned or 'not running'}")
+    c.out.print(
+        f"profile: {st.profile or '(none applied)'}" + (f" ({st.state})" if st.state else ""), markup=False
+    )
+    c.out.print(f"journal: {st.journal} ({st.originals} original(s) saved)", markup=False)
+    c.out.print(f"tuned: {st.tuned or 'not running'}", markup=False)
 
 
 @tune_app.command("export")
@@ -298,7 +305,10 @@ def export(
 
     c, tuner = _tuner(ctx)
     path = export_tuned(tuner.store.load(name), directory, force=force)
-    c.out.print(f"wrote {path}; with tuned running: tuned-adm profile {directory.name}")
+    c.out.print(
+        f"wrote {path}; for tuned, place it as /etc/tuned/{directory.name}/ and run "
+        f"`tuned-adm profile {directory.name}`"
+    )
 
 
 @tune_app.command("import")

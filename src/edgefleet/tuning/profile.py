@@ -148,7 +148,7 @@ def parse_profile_text(text: str, source: Path) -> _Raw:
             continue
         if section not in KINDS:
             raise TuneProfileError(
-                f"unknown knob section [{section}] (known: {', '.join(KINDS)})",
+                f"unknown knob section '{section}' (known: {', '.join(KINDS)})",
                 source=source,
                 line=locate_line(text, "", section)
                 if not isinstance(table, dict)
@@ -156,7 +156,7 @@ def parse_profile_text(text: str, source: Path) -> _Raw:
             )
         if not isinstance(table, dict):
             raise TuneProfileError(
-                f"[{section}] must be a table", source=source, line=locate_line(text, "", section)
+                f"section '{section}' must be a table", source=source, line=locate_line(text, "", section)
             )
         settings.extend(
             _setting(section, name, entry, source, locate_line(text, section, name))

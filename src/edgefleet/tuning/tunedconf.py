@@ -45,7 +45,6 @@ def render_tuned(profile: Profile) -> str:
     def put(section: str, setting: Setting, key: str, value: str) -> None:
         sections.setdefault(section, []).extend([*_comment(setting), f"{key}={value}"])
 
-    boot: list[str] = []
     for s in profile.settings:
         if s.knob == "sysctl":
             put("sysctl", s, s.name, s.value)
@@ -62,7 +61,9 @@ def render_tuned(profile: Profile) -> str:
         elif s.knob == "irq":
             put("irqbalance", s, "banned_cpus", s.value)
         elif s.knob == "boot":
-            boot.append(f"{s.name}={s.value}")
+            # one cmdline_<suffix> per item (tuned joins them) keeps each item's comment
+            suffix = re.sub(r"[^A-Za-z0-9_]", "_", s.name)
+            put("bootloader", s, f"cmdline_edgefleet_{suffix}", f"{s.name}={s.value}")
     lines = [
         f"# tuned profile exported by edgefleet from '{profile.name}' ({profile.path.name}).",
         "[main]",
@@ -70,13 +71,6 @@ def render_tuned(profile: Profile) -> str:
     ]
     for section, body in sections.items():
         lines += ["", f"[{section}]", *body]
-    if boot:
-        lines += [
-            "",
-            "[bootloader]",
-            "# kernel command line items; they need a reboot",
-            f"cmdline_edgefleet={' '.join(boot)}",
-        ]
     return "\n".join(lines) + "\n"
 
 
@@ -123,7 +117,7 @@ def _parse_ini(text: str, source: Path, errors: list[str]) -> tuple[list[_Line],
             continue
         key, sep, value = stripped.partition("=")
         if not sep or not section:
-            errors.append(f"{source}:{number}: {stripped!r}: expected 'key=value' inside a [section]")
+            errors.append(f"{source}:{number}: {stripped!r}: expected 'key=value' inside a section")
             continue
         key, value = key.strip(), value.strip()
         if section == "variables":
@@ -209,7 +203,9 @@ def _validate(mapped: Mapped, source: Path, line: int) -> str | None:
 
 _PLUGINS: dict[str, Callable[[str, str], Mapped | str]] = {
     "sysctl": lambda k, v: [("sysctl", k, v)],
-    "sysfs": lambda k, v: [("sysfs", k, v)],
+    "sysfs": lambda k, v: (
+        [("vm", "transparent_hugepage_defrag", v)] if k == THP_DEFRAG else [("sysfs", k, v)]
+    ),
     "cpu": _map_cpu,
     "vm": _map_vm,
     "irqbalance": lambda k, v: (
@@ -252,7 +248,7 @@ def tuned_to_toml(text: str, source: Path, name: str) -> str:
     includes: list[str] = []
     by_knob: dict[str, list[str]] = {}
     for ln in lines:
-        where = f"{source}:{ln.number}: [{ln.section}] {ln.key}={ln.value}"
+        where = f"{source}:{ln.number}: section '{ln.section}', {ln.key}={ln.value}"
         value = _substitute(ln.value, variables)
         if value is None:
             errors.append(f"{where}: tuned functions and unknown variables (${{...}}) cannot be mapped")
@@ -263,7 +259,7 @@ def tuned_to_toml(text: str, source: Path, name: str) -> str:
             elif ln.key == "include":
                 includes += [_STOCK.get(i.strip(), i.strip()) for i in value.split(",") if i.strip()]
             else:
-                errors.append(f"{where}: [main] option {ln.key!r} has no edgefleet equivalent")
+                errors.append(f"{where}: main option {ln.key!r} has no edgefleet equivalent")
             continue
         mapped = _map_line(ln, value, source)
         if isinstance(mapped, str):
