@@ -130,6 +130,7 @@ def summary(values: list[float]) -> dict[str, float]:
 def describe(applied: ApplyReport) -> list[str]:
     """What the tuned configuration changed, for the docs."""
     out = [f"{s.setting.label} {s.key}: {s.current} -> {s.target}" for s in applied.written]
+    out += [f"{s.setting.label} {s.key}: kernel refused ({why})" for s, why in applied.refused]
     out += [f"{s.setting.label}: hold {s.target} us on {s.key}" for s in applied.holds]
     out += sorted(
         {f"{s.setting.label}: unsupported here" for s in applied.plan.steps if s.action == "unsupported"}
