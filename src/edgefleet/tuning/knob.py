@@ -79,6 +79,10 @@ class Knob(Protocol):
         """Why this setting can never work (unknown name, malformed value, bad path), or None."""
         ...
 
+    def read(self, key: str) -> str | None:
+        """The current value at ``key`` as verify compares it (THP: the bracketed choice), or None."""
+        ...
+
     def plan(self, setting: Setting) -> list[Step]:
         """Read the current values and decide what applying ``setting`` would do."""
         ...

@@ -322,3 +322,38 @@ def test_verify_without_an_applied_profile_names_what_to_do(vm_board: Roots, mak
     name, checks = make_tuner(vm_board).verify("balanced")
     assert name == "balanced"
     assert {c.verdict for c in checks} == {"skipped"}
+
+
+@pytest.mark.unit
+def test_the_journal_holds_every_original_before_the_first_write(board: Roots, make_tuner: MakeTuner) -> None:
+    """At the first write the fsync'd journal already lists the original of every file the apply will touch."""
+    seen: list[dict[str, object]] = []
+    tuner = make_tuner(
+        board, after_write=lambda step: seen.append(json.loads(tuner.journal.path.read_text()))
+    )
+    report = tuner.apply(LATENCY)
+    first = seen[0]
+    assert first["state"] == "applying"
+    originals = {o["key"]: o["value"] for o in first["originals"]}  # type: ignore[attr-defined]
+    assert set(originals) == {s.key for s in report.written}
+    assert originals[str(board.proc_sys / "vm" / "swappiness")] == "60\n"
+    assert originals[str(board.sys / "kernel/mm/transparent_hugepage/enabled")] == "madvise"
+    tuner.revert()
+
+
+@pytest.mark.unit
+def test_an_interrupted_revert_is_finished_by_recovery(board: Roots, make_tuner: MakeTuner) -> None:
+    """A journal left in 'reverting' (a crash inside revert) is completed at the next start."""
+    before = snapshot(_base(board))
+    tuner = make_tuner(board)
+    tuner.apply(LATENCY)
+    state = tuner.journal.load()
+    assert state is not None
+    state.state = "reverting"
+    tuner.journal.save(state)
+    rec = make_tuner(board).recover()
+    assert rec is not None
+    assert rec.state == "reverting"
+    assert rec.failed == []
+    assert snapshot(_base(board)) == before
+    assert make_tuner(board).recover() is None
