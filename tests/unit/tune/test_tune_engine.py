@@ -326,11 +326,14 @@ def test_verify_without_an_applied_profile_names_what_to_do(vm_board: Roots, mak
 
 @pytest.mark.unit
 def test_the_journal_holds_every_original_before_the_first_write(board: Roots, make_tuner: MakeTuner) -> None:
-    """At the first write the fsync'd journal already lists the original of every file the apply will touch."""
+    """At the first write, the fsync'd journal already lists the original of every file the apply touches."""
     seen: list[dict[str, object]] = []
-    tuner = make_tuner(
-        board, after_write=lambda step: seen.append(json.loads(tuner.journal.path.read_text()))
-    )
+
+    def look(step: Step) -> None:
+        del step
+        seen.append(json.loads(tuner.journal.path.read_text()))
+
+    tuner = make_tuner(board, after_write=look)
     report = tuner.apply(LATENCY)
     first = seen[0]
     assert first["state"] == "applying"
