@@ -194,7 +194,8 @@ def apply(
     for s in report.plan.steps:
         if s.action == "advice":
             c.out.print(
-                f"[magenta]needs reboot[/]: add {s.target} to the kernel command line ({s.setting.comment})"
+                f"[magenta]needs reboot[/]: add {escape(s.target or '')} to the kernel command line "
+                f"({escape(s.setting.comment)})"
             )
     if not report.holds:
         return

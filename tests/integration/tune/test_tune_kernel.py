@@ -211,3 +211,31 @@ def test_sigkill_between_writes_then_recovery_restores_originals(
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)  # reaps it and closes its pipes
+
+
+@pytest.mark.integration
+def test_cli_apply_hold_keeps_the_latency_limit_until_sigterm(tmp_path: Path) -> None:
+    """`edgefleet tune apply NAME --hold` holds the limit while it runs and releases it on SIGTERM."""
+    device = Path("/dev/cpu_dma_latency")
+    require(device.exists() and os.access(device, os.W_OK), "a writable /dev/cpu_dma_latency")
+    before = read_latency(device)
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "qos.toml").write_text('[pm_qos]\nforce_latency = { value = 7, comment = "test" }\n')
+    cmd = [sys.executable, "-m", "edgefleet", "tune", "--state-dir", str(tmp_path / "state")]
+    cmd += ["--profiles-dir", str(profiles), "apply", "qos", "--hold"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert lines[1].startswith("holding 1 PM QoS limit"), lines
+        held = read_latency(device)
+        assert held is not None
+        assert held <= 7
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert read_latency(device) == before
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
