@@ -13,7 +13,7 @@ from rich.table import Table
 from edgefleet.cli.context import CliContext, cli_context
 
 if TYPE_CHECKING:
-    from edgefleet.tuning import RecoveryReport, Tuner
+    from edgefleet.tuning import Check, RecoveryReport, Step, Tuner
 
 __all__ = ["tune_app"]
 
@@ -131,11 +131,30 @@ def show(ctx: typer.Context, name: str) -> None:
     c.out.print(table)
 
 
+_JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _step_dict(st: Step) -> dict[str, object]:
+    return {
+        "knob": st.setting.label,
+        "file": st.key,
+        "current": st.current,
+        "target": st.target,
+        "action": st.action,
+        "needs_reboot": st.needs_reboot,
+        "note": st.note,
+        "source": f"{st.setting.source}:{st.setting.line}",
+    }
+
+
 @tune_app.command("plan")
-def plan(ctx: typer.Context, name: str) -> None:
+def plan(ctx: typer.Context, name: str, as_json: _JSON = False) -> None:
     """What applying NAME would change: knob, current, target, action, needs reboot. Writes nothing."""
     c, tuner = _tuner(ctx)
     p = tuner.plan(name)
+    if as_json:
+        c.out.print_json(data={"profile": name, "steps": [_step_dict(st) for st in p.steps]})
+        return
     table = Table(title=f"plan for {name}")
     for col in ("knob", "file", "current", "target", "action", "needs reboot", "note"):
         table.add_column(col, overflow="fold")
@@ -220,12 +239,34 @@ def apply(
 
 
 @tune_app.command("verify")
-def verify(ctx: typer.Context, name: Annotated[str | None, typer.Argument()] = None) -> None:
+def verify(
+    ctx: typer.Context, name: Annotated[str | None, typer.Argument()] = None, as_json: _JSON = False
+) -> None:
     """Re-read every knob of NAME (default: the applied profile) and compare by tuned's rules."""
     from edgefleet.tuning.errors import TuneVerifyError
 
     c, tuner = _tuner(ctx)
     profile, checks = tuner.verify(name)
+    failed = [ch for ch in checks if ch.verdict == "failed"]
+    if as_json:
+        rows = [
+            {**_step_dict(ch.step), "current": ch.current, "verdict": ch.verdict, "detail": ch.detail}
+            for ch in checks
+        ]
+        c.out.print_json(data={"profile": profile, "checks": rows})
+    else:
+        _verify_table(c, profile, checks)
+    if failed:
+        raise TuneVerifyError(
+            f"{len(failed)} of {len(checks)} check(s) failed for profile {profile!r}",
+            profile=profile,
+            failed=[ch.step.key for ch in failed],
+        )
+    if not as_json:
+        c.out.print(f"[green]verified[/] {profile}: {sum(ch.verdict == 'passed' for ch in checks)} passed")
+
+
+def _verify_table(c: CliContext, profile: str, checks: list[Check]) -> None:
     table = Table(title=f"verify {profile}")
     for col in ("knob", "file", "current", "expected", "result", "detail"):
         table.add_column(col, overflow="fold")
@@ -240,14 +281,6 @@ def verify(ctx: typer.Context, name: Annotated[str | None, typer.Argument()] = N
             escape(ch.detail),
         )
     c.out.print(table)
-    failed = [ch for ch in checks if ch.verdict == "failed"]
-    if failed:
-        raise TuneVerifyError(
-            f"{len(failed)} of {len(checks)} check(s) failed for profile {profile!r}",
-            profile=profile,
-            failed=[ch.step.key for ch in failed],
-        )
-    c.out.print(f"[green]verified[/] {profile}: {sum(ch.verdict == 'passed' for ch in checks)} passed")
 
 
 @tune_app.command("revert")
@@ -282,11 +315,15 @@ def recover(ctx: typer.Context) -> None:
 
 
 @tune_app.command("status")
-def status(ctx: typer.Context) -> None:
+def status(ctx: typer.Context, as_json: _JSON = False) -> None:
     """The applied profile, the journal, and whether tuned is running."""
     c, tuner = _tuner(ctx)
     st = tuner.status()
     _print_recovered(c, st.recovered)
+    if as_json:
+        data = {"profile": st.profile, "state": st.state, "originals": st.originals}
+        c.out.print_json(data={**data, "journal": str(st.journal), "tuned": st.tuned})
+        return
     c.out.print(
         f"profile: {st.profile or '(none applied)'}" + (f" ({st.state})" if st.state else ""), markup=False
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,13 @@ def test_cli_list_show_plan_apply_verify_status_revert(tmp: Path) -> None:
     assert "Keep model weights" in r.stdout
     r = _cli(tmp, "plan", "edge-latency")
     assert r.returncode == 0, r.stderr
+    steps = json.loads(_cli(tmp, "plan", "edge-latency", "--json").stdout)["steps"]
+    assert {
+        "knob": "sysctl:vm.swappiness",
+        "current": "60",
+        "target": "10",
+        "action": "set",
+    }.items() <= steps[0].items()
     assert "needs reboot" in r.stdout
     assert "nothing was changed" in r.stdout
     assert snapshot(tmp / "board") == before
@@ -64,6 +72,10 @@ def test_cli_list_show_plan_apply_verify_status_revert(tmp: Path) -> None:
     assert "verified edge-latency" in r.stdout
     r = _cli(tmp, "status")
     assert "profile: edge-latency (applied)" in r.stdout
+    data = json.loads(_cli(tmp, "status", "--json").stdout)
+    assert (data["profile"], data["state"], data["originals"]) == ("edge-latency", "applied", 18)
+    checks = json.loads(_cli(tmp, "verify", "--json").stdout)["checks"]
+    assert {c["verdict"] for c in checks} == {"passed", "advice", "skipped"}
     assert "tuned: not running" in r.stdout
     r = _cli(tmp, "revert")
     assert r.returncode == 0, r.stderr
