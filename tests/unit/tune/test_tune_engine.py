@@ -360,3 +360,43 @@ def test_an_interrupted_revert_is_finished_by_recovery(board: Roots, make_tuner:
     assert rec.failed == []
     assert snapshot(_base(board)) == before
     assert make_tuner(board).recover() is None
+
+
+@pytest.mark.unit
+def test_a_failed_switch_leaves_the_previous_profile_in_force(
+    board: Roots, make_tuner: MakeTuner, unwritable: Callable[[Path], None], user_dir: Path
+) -> None:
+    """Switching to a profile whose write fails keeps the old profile applied, with its journal."""
+    (user_dir / "throttle.toml").write_text('[sysctl]\n"vm.swappiness" = 33\n[cpu]\ngovernor = "powersave"\n')
+    tuner = make_tuner(board)
+    tuner.apply(LATENCY)
+    journal = tuner.journal.path.read_bytes()
+    applied = snapshot(_base(board))
+    unwritable(board.sys / "devices/system/cpu/cpufreq/policy1/scaling_governor")
+    with pytest.raises(TuneWriteError, match=r"throttle\.toml:4: .*policy1/scaling_governor"):
+        tuner.apply("throttle")
+    assert snapshot(_base(board)) == applied
+    assert tuner.journal.path.read_bytes() == journal
+    assert tuner.status().profile == LATENCY
+
+
+@pytest.mark.unit
+def test_a_refused_irq_is_reported_not_rolled_back(
+    board: Roots, make_tuner: MakeTuner, unwritable: Callable[[Path], None], user_dir: Path
+) -> None:
+    """A kernel-managed IRQ that refuses its affinity does not undo the others; verify skips it."""
+    (user_dir / "pin.toml").write_text('[irq]\navoid_cpus = "3"\n')
+    refusing = board.proc_irq / "25" / "smp_affinity_list"
+    unwritable(refusing)
+    tuner = make_tuner(board)
+    report = tuner.apply("pin")
+    assert [s.key for s, _ in report.refused] == [str(refusing)]
+    assert (board.proc_irq / "24" / "smp_affinity_list").read_text() == "0-2"
+    _, checks = tuner.verify()
+    verdicts = {c.step.key: c.verdict for c in checks}
+    assert verdicts[str(refusing)] == "skipped"
+    assert set(verdicts.values()) == {"passed", "skipped"}
+    saved = json.loads(tuner.journal.path.read_text())
+    assert str(refusing) not in {o["key"] for o in saved["originals"]}
+    assert saved["refused"] == [str(refusing)]
+    assert tuner.revert().failed == []
