@@ -199,7 +199,8 @@ class Tuner:
                     refused.append((step, reason))
                     continue
                 failed = self._undo(written)
-                if before is not None:
+                # when an undo failed, the 'applying' journal stays and recovery retries every original
+                if not failed and before is not None:
                     self.journal.save(before)
                 elif not failed:
                     self.journal.clear()
