@@ -69,7 +69,7 @@ def load_settings(**overrides: object) -> Settings:
         field = ".".join(str(p) for p in first["loc"])
         env_name = "EDGEFLEET_" + field.upper().replace(".", "__")
         raise ConfigError(
-            f"setting {env_name}: {first['msg']}",
+            f"setting {env_name}={first.get('input')!r}: {first['msg']}",
             code="config.invalid",
             field=field,
             env=env_name,

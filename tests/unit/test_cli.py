@@ -38,3 +38,11 @@ def test_config_lists_every_setting() -> None:
     assert r.returncode == 0, r.stderr
     for var in ("EDGEFLEET_DATA_DIR", "EDGEFLEET_LOG_LEVEL", "EDGEFLEET_LOG_FORMAT"):
         assert var in r.stdout
+
+
+@pytest.mark.unit
+def test_error_message_keeps_square_brackets() -> None:
+    """Messages are printed literally, not as markup: brackets in a value survive."""
+    r = _run("config", env={"EDGEFLEET_LOG_LEVEL": "[loud]", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2
+    assert "[loud]" in r.stderr

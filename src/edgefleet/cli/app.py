@@ -13,9 +13,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgefleet import __version__
+from edgefleet.cli import probe as probe_cli
+from edgefleet.cli import run as run_cli
+from edgefleet.cli import tune as tune_cli
 from edgefleet.cli.context import CliContext, cli_context
 from edgefleet.config import Settings, load_settings
 from edgefleet.errors import EdgefleetError
@@ -68,12 +72,10 @@ def show_config(ctx: typer.Context) -> None:
     c.out.print(table)
 
 
-from edgefleet.cli import probe as probe_cli  # noqa: E402 (registered after the root app exists)
-
+# Command groups: one module each, registered here in the order `edgefleet --help` lists them.
 app.command("probe")(probe_cli.probe)
-from edgefleet.cli.run import run as _run  # noqa: E402 - command modules register after the root
-
-app.command("run", context_settings={"allow_interspersed_args": False})(_run)
+app.command("run", context_settings={"allow_interspersed_args": False})(run_cli.run)
+app.add_typer(tune_cli.tune_app)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -82,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, prog_name="edgefleet")
     except EdgefleetError as exc:
-        err.print(f"[bold red]error[/]: {exc.message} [dim]\\[{exc.code}][/]", highlight=False)
+        err.print(
+            f"[bold red]error[/]: {escape(exc.message)} [dim]\\[{escape(exc.code)}][/]", highlight=False
+        )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
