@@ -22,7 +22,12 @@ from typing import IO, Final
 
 from pydantic import ValidationError
 
-from edgefleet.bundle.errors import BundleConflictError, BundleInputError, BundleNotFoundError, BundleWriteError
+from edgefleet.bundle.errors import (
+    BundleConflictError,
+    BundleInputError,
+    BundleNotFoundError,
+    BundleWriteError,
+)
 from edgefleet.bundle.manifest import (
     MANIFEST_NAME,
     BundleManifest,
@@ -77,7 +82,9 @@ class BuiltBundle:
     manifest: BundleManifest
 
 
-def created_from(value: str | None, *, source_date_epoch: str | None, now: Callable[[], datetime]) -> datetime:
+def created_from(
+    value: str | None, *, source_date_epoch: str | None, now: Callable[[], datetime]
+) -> datetime:
     """The build time: ``value`` (ISO 8601 or seconds since the epoch), else SOURCE_DATE_EPOCH, else now."""
     for raw, what in ((value, "--created"), (source_date_epoch, "SOURCE_DATE_EPOCH")):
         if raw is None or raw == "":
@@ -91,7 +98,9 @@ def created_from(value: str | None, *, source_date_epoch: str | None, now: Calla
                 f"{what}: {raw!r} is neither seconds since the epoch nor an ISO 8601 time", field=what
             ) from exc
         if parsed.tzinfo is None:
-            raise BundleInputError(f"{what}: {raw!r} needs a time zone (e.g. 2026-01-01T00:00:00Z)", field=what)
+            raise BundleInputError(
+                f"{what}: {raw!r} needs a time zone (e.g. 2026-01-01T00:00:00Z)", field=what
+            )
         return parsed.astimezone(UTC).replace(microsecond=0)
     return now().astimezone(UTC).replace(microsecond=0)
 
@@ -105,7 +114,9 @@ def load_processing(path: Path) -> ProcessingSpec:
     try:
         data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleInputError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from exc
+        raise BundleInputError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}"
+        ) from exc
     try:
         return ProcessingSpec.model_validate(data)
     except ValidationError as exc:
@@ -137,14 +148,18 @@ def _collect(source: Path) -> dict[str, Path]:
         for entry in (*dirnames, *filenames):
             p = Path(dirpath, entry)
             if p.is_symlink():
-                raise BundleInputError(f"{p}: symlinks cannot go into a bundle; copy the file instead", path=str(p))
+                raise BundleInputError(
+                    f"{p}: symlinks cannot go into a bundle; copy the file instead", path=str(p)
+                )
         for name in filenames:
             p = Path(dirpath, name)
             rel = p.relative_to(source).as_posix()
             if not p.is_file():
                 raise BundleInputError(f"{p}: only regular files can go into a bundle", path=str(p))
             if rel == MANIFEST_NAME:
-                raise BundleInputError(f"{p}: {MANIFEST_NAME} is written by the build; remove it", path=str(p))
+                raise BundleInputError(
+                    f"{p}: {MANIFEST_NAME} is written by the build; remove it", path=str(p)
+                )
             if check_relative_path(rel) is not None:
                 raise BundleInputError(f"{p}: {rel!r} is not a portable bundle path", path=str(p))
             files[rel] = p
@@ -172,7 +187,9 @@ def _pick_model(files: Mapping[str, Path], options: BuildOptions) -> tuple[str, 
         path = candidates[0]
     fmt = options.model_format or _FORMATS.get(Path(path).suffix)
     if fmt is None:
-        raise BundleInputError(f"--format: cannot tell the format of {path!r}; use onnx or tflite", field="format")
+        raise BundleInputError(
+            f"--format: cannot tell the format of {path!r}; use onnx or tflite", field="format"
+        )
     return path, fmt
 
 
@@ -251,15 +268,21 @@ def write_bundle_tar(out: IO[bytes], manifest: BundleManifest, files: Mapping[st
         for entry in manifest.files:
             with files[entry.path].open("rb") as f:
                 reader = _HashingReader(f)
-                tar.addfile(_tarinfo(entry.path, entry.size, mtime), reader)  # type: ignore[arg-type]
+                tar.addfile(_tarinfo(entry.path, entry.size, mtime), reader)
             if reader.digest.hexdigest() != entry.sha256:
-                raise BundleInputError(f"{files[entry.path]}: changed while the bundle was built", path=entry.path)
+                raise BundleInputError(
+                    f"{files[entry.path]}: changed while the bundle was built", path=entry.path
+                )
 
 
-def build_bundle(source: Path, output: Path, options: BuildOptions, *, overwrite: bool = False) -> BuiltBundle:
+def build_bundle(
+    source: Path, output: Path, options: BuildOptions, *, overwrite: bool = False
+) -> BuiltBundle:
     """Build the bundle of ``source`` (a model file or a directory) into ``output`` (a tar), atomically."""
     if output.exists() and not overwrite:
-        raise BundleConflictError(f"{output}: exists already (use --force to replace it)", code="bundle.exists")
+        raise BundleConflictError(
+            f"{output}: exists already (use --force to replace it)", code="bundle.exists"
+        )
     if options.created.timestamp() < 0:
         raise BundleInputError("--created: must not be before 1970-01-01", field="created")
     files = _collect(source)
@@ -276,7 +299,9 @@ def build_bundle(source: Path, output: Path, options: BuildOptions, *, overwrite
         tmp.replace(output)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise BundleWriteError(f"{output}: cannot write the bundle: {exc.strerror or exc}", path=str(output)) from exc
+        raise BundleWriteError(
+            f"{output}: cannot write the bundle: {exc.strerror or exc}", path=str(output)
+        ) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

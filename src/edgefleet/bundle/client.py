@@ -27,7 +27,13 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
 
-from edgefleet.bundle.errors import BundleError, BundleInputError, BundleNotFoundError, BundleUnavailableError, BundleWriteError
+from edgefleet.bundle.errors import (
+    BundleError,
+    BundleInputError,
+    BundleNotFoundError,
+    BundleUnavailableError,
+    BundleWriteError,
+)
 from edgefleet.bundle.repository import target_path
 from edgefleet.bundle.store import BundleStore, InstalledBundle
 
@@ -46,16 +52,23 @@ def _translated() -> Iterator[None]:
     except tuf_errors.BadVersionNumberError as exc:
         if _ROLLBACK.search(str(exc)):
             raise BundleError(f"metadata rollback refused: {exc}", code="bundle.rollback") from exc
-        raise BundleError(f"metadata does not match its parent role: {exc}", code="bundle.mix_and_match") from exc
+        raise BundleError(
+            f"metadata does not match its parent role: {exc}", code="bundle.mix_and_match"
+        ) from exc
     except tuf_errors.UnsignedMetadataError as exc:
         raise BundleError(f"untrusted signature: {exc}", code="bundle.bad_signature") from exc
     except tuf_errors.LengthOrHashMismatchError as exc:
-        raise BundleError(f"metadata does not match its parent role: {exc}", code="bundle.mix_and_match") from exc
+        raise BundleError(
+            f"metadata does not match its parent role: {exc}", code="bundle.mix_and_match"
+        ) from exc
     except tuf_errors.DownloadLengthMismatchError as exc:
         raise BundleError(f"metadata longer than allowed: {exc}", code="bundle.length_mismatch") from exc
     except tuf_errors.DownloadHTTPError as exc:
-        raise BundleUnavailableError(f"repository answered HTTP {exc.status_code}: {exc}",
-                                     code="bundle.download_failed", status=exc.status_code) from exc
+        raise BundleUnavailableError(
+            f"repository answered HTTP {exc.status_code}: {exc}",
+            code="bundle.download_failed",
+            status=exc.status_code,
+        ) from exc
     except tuf_errors.DownloadError as exc:
         raise BundleUnavailableError(f"repository unreachable: {exc}", code="bundle.download_failed") from exc
     except tuf_errors.RepositoryError as exc:
@@ -105,11 +118,18 @@ class BundleClient:
         with _translated():
             try:
                 updater = Updater(
-                    str(self.metadata_dir), self.metadata_url, str(self.downloads_dir), self.targets_url,
-                    fetcher=self._fetcher, config=self._config, bootstrap=bootstrap,
+                    str(self.metadata_dir),
+                    self.metadata_url,
+                    str(self.downloads_dir),
+                    self.targets_url,
+                    fetcher=self._fetcher,
+                    config=self._config,
+                    bootstrap=bootstrap,
                 )
             except ValueError as exc:
-                raise BundleError(f"the trusted root does not load: {exc}", code="bundle.bad_metadata") from exc
+                raise BundleError(
+                    f"the trusted root does not load: {exc}", code="bundle.bad_metadata"
+                ) from exc
             updater.refresh()
         self._updater = updater
 
@@ -124,8 +144,9 @@ class BundleClient:
         with _translated():
             info = self._updater.get_targetinfo(path)
         if info is None:
-            raise BundleNotFoundError(f"{path}: not in the signed targets metadata", code="bundle.unknown_target",
-                                      target=path)
+            raise BundleNotFoundError(
+                f"{path}: not in the signed targets metadata", code="bundle.unknown_target", target=path
+            )
         return info
 
     def fetch(self, name: str, version: str) -> InstalledBundle:
@@ -137,7 +158,9 @@ class BundleClient:
         """Download (unless already installed), verify and unpack the target into the store."""
         sha256 = info.hashes.get("sha256")
         if sha256 is None or not re.fullmatch(r"[0-9a-f]{64}", sha256):
-            raise BundleError(f"{info.path}: the targets metadata gives no sha256", code="bundle.bad_metadata")
+            raise BundleError(
+                f"{info.path}: the targets metadata gives no sha256", code="bundle.bad_metadata"
+            )
         if self.store.has(sha256):
             return self.store.get(sha256)
         self.downloads_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +191,9 @@ class BundleClient:
                         if received > info.length:
                             raise BundleError(
                                 f"{info.path}: download passed the signed length {info.length}; cut off",
-                                code="bundle.length_mismatch", target=info.path, length=info.length,
+                                code="bundle.length_mismatch",
+                                target=info.path,
+                                length=info.length,
                             )
                         digest.update(chunk)
                         f.write(chunk)
@@ -179,21 +204,33 @@ class BundleClient:
                 f.flush()
                 os.fsync(f.fileno())
         except tuf_errors.DownloadHTTPError as exc:
-            raise BundleUnavailableError(f"{url}: HTTP {exc.status_code}", code="bundle.download_failed",
-                                         status=exc.status_code) from exc
+            raise BundleUnavailableError(
+                f"{url}: HTTP {exc.status_code}", code="bundle.download_failed", status=exc.status_code
+            ) from exc
         except (tuf_errors.DownloadError, urllib3.exceptions.HTTPError) as exc:
             if received < info.length:
-                raise BundleError(f"{info.path}: download ended after {received} of {info.length} bytes",
-                                  code="bundle.truncated", received=received, length=info.length) from exc
+                raise BundleError(
+                    f"{info.path}: download ended after {received} of {info.length} bytes",
+                    code="bundle.truncated",
+                    received=received,
+                    length=info.length,
+                ) from exc
             raise BundleUnavailableError(f"{url}: {exc}", code="bundle.download_failed") from exc
         except OSError as exc:
             raise BundleWriteError(f"{part}: {exc.strerror or exc}", path=str(part)) from exc
         if received < info.length:
-            raise BundleError(f"{info.path}: download ended after {received} of {info.length} bytes",
-                              code="bundle.truncated", received=received, length=info.length)
+            raise BundleError(
+                f"{info.path}: download ended after {received} of {info.length} bytes",
+                code="bundle.truncated",
+                received=received,
+                length=info.length,
+            )
         if digest.hexdigest() != sha256:
-            raise BundleError(f"{info.path}: sha256 {digest.hexdigest()} is not the signed {sha256}",
-                              code="bundle.hash_mismatch", target=info.path)
+            raise BundleError(
+                f"{info.path}: sha256 {digest.hexdigest()} is not the signed {sha256}",
+                code="bundle.hash_mismatch",
+                target=info.path,
+            )
         with part.open("rb") as f, _translated():
             try:
                 info.verify_length_and_hashes(f)

@@ -30,7 +30,6 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root
 from tuf.api.serialization.json import JSONSerializer
 
-from edgefleet.bundle.fsio import write_atomic
 from edgefleet.bundle.errors import (
     BundleConflictError,
     BundleError,
@@ -38,6 +37,7 @@ from edgefleet.bundle.errors import (
     BundleNotFoundError,
     KeyAccessError,
 )
+from edgefleet.bundle.fsio import write_atomic
 
 __all__ = [
     "OFFLINE_ROLES",
@@ -84,7 +84,8 @@ class KeyPolicy:
             if n < 1 or not 1 <= t <= n:
                 raise BundleInputError(
                     f"--{role}-threshold: {t} is not between 1 and the number of {role} keys ({n})",
-                    code="keys.threshold", role=role,
+                    code="keys.threshold",
+                    role=role,
                 )
 
 
@@ -99,7 +100,7 @@ def save_signer(signer: CryptoSigner, path: Path, passphrase: bytes | None) -> N
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
-    private = signer._private_key  # noqa: SLF001 - CryptoSigner exposes the key object only this way
+    private = signer._private_key
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _SECRET_MODE)
     with os.fdopen(fd, "wb") as f:
@@ -118,17 +119,22 @@ def load_signer(path: Path, passphrase: bytes | None) -> CryptoSigner:
     if st.st_mode & 0o077:
         raise KeyAccessError(
             f"{path}: mode {st.st_mode & 0o777:04o} lets others read it; chmod 600 it",
-            code="keys.unsafe_mode", path=str(path),
+            code="keys.unsafe_mode",
+            path=str(path),
         )
     encrypted = pem.lstrip().startswith(_ENCRYPTED_PEM)
     if encrypted and not passphrase:
-        raise BundleInputError(f"{path}: the key is encrypted; give its passphrase", code="keys.passphrase_required",
-                               path=str(path))
+        raise BundleInputError(
+            f"{path}: the key is encrypted; give its passphrase",
+            code="keys.passphrase_required",
+            path=str(path),
+        )
     try:
         private = serialization.load_pem_private_key(pem, password=passphrase if encrypted else None)
     except ValueError as exc:
-        raise KeyAccessError(f"{path}: the passphrase does not decrypt this key", code="keys.bad_passphrase",
-                             path=str(path)) from exc
+        raise KeyAccessError(
+            f"{path}: the passphrase does not decrypt this key", code="keys.bad_passphrase", path=str(path)
+        ) from exc
     if not isinstance(private, Ed25519PrivateKey):
         raise BundleInputError(f"{path}: not an ed25519 key", path=str(path))
     return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))
@@ -165,7 +171,8 @@ class KeyStore:
         except FileNotFoundError as exc:
             raise BundleNotFoundError(
                 f"{self.path}: not a keys directory (no root.json); run 'edgefleet keys init'",
-                code="keys.not_found", path=str(self.path),
+                code="keys.not_found",
+                path=str(self.path),
             ) from exc
 
     def root_versions(self) -> list[bytes]:
@@ -186,7 +193,8 @@ class KeyStore:
             raise BundleNotFoundError(
                 f"{self._key_dir(role)}: {len(found)} {role} key(s) listed in root v{root.version}, "
                 f"threshold is {root.roles[role].threshold}",
-                code="keys.not_found", role=role,
+                code="keys.not_found",
+                role=role,
             )
         return found
 
@@ -216,7 +224,9 @@ class KeyStore:
         """
         policy.check()
         if self.exists() or any(self.key_files(role) for role in ROLES):
-            raise BundleConflictError(f"{self.path}: holds keys already", code="keys.exists", path=str(self.path))
+            raise BundleConflictError(
+                f"{self.path}: holds keys already", code="keys.exists", path=str(self.path)
+            )
         self.path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
         self.path.chmod(_DIR_MODE)
         root = Root(expires=self._clock() + policy.root_expiry, consistent_snapshot=True)
@@ -257,7 +267,9 @@ class KeyStore:
         count = keys or len(old_keyids)
         new_threshold = threshold or old_md.signed.roles[role].threshold
         if count < 1 or not 1 <= new_threshold <= count:
-            raise BundleInputError(f"--threshold: {new_threshold} is not between 1 and {count}", code="keys.threshold")
+            raise BundleInputError(
+                f"--threshold: {new_threshold} is not between 1 and {count}", code="keys.threshold"
+            )
         old_files = self.key_files(role)
         new_signers = self._new_keys(role, count, passphrase)
         root = Metadata[Root].from_bytes(old_md.to_bytes()).signed
@@ -287,8 +299,9 @@ def _check_signed_by(trusted: Root, md: Metadata[Root], who: str) -> None:
     try:
         trusted.verify_delegate("root", md.signed_bytes, md.signatures)
     except UnsignedMetadataError as exc:
-        raise BundleError(f"root v{md.signed.version} lacks a threshold of signatures by {who}",
-                          code="keys.not_authorized") from exc
+        raise BundleError(
+            f"root v{md.signed.version} lacks a threshold of signatures by {who}", code="keys.not_authorized"
+        ) from exc
 
 
 def signer_ids(signers: Iterable[Signer]) -> Sequence[str]:

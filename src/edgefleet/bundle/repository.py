@@ -32,7 +32,7 @@ from typing import Any, Final, TypeVar
 
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import MetaFile, Metadata, Root, Signed, Snapshot, TargetFile, Targets, Timestamp
+from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
@@ -42,7 +42,7 @@ from edgefleet.bundle.unpack import read_bundle
 
 __all__ = ["ExpiryPolicy", "RefreshResult", "Repository", "target_path"]
 
-_T = TypeVar("_T", bound=Signed)
+_T = TypeVar("_T", Root, Timestamp, Snapshot, Targets)
 _SERIALIZER: Final = JSONSerializer(compact=False)
 
 
@@ -98,7 +98,9 @@ class Repository:
         """A new repository holding the given root versions (oldest first, starting at 1)."""
         repo = cls(path, **kwargs)
         if repo.exists():
-            raise BundleConflictError(f"{path}: a repository exists already", code="bundle.exists", path=str(path))
+            raise BundleConflictError(
+                f"{path}: a repository exists already", code="bundle.exists", path=str(path)
+            )
         repo.metadata_dir.mkdir(parents=True, exist_ok=True)
         repo.targets_dir.mkdir(parents=True, exist_ok=True)
         repo.sync_roots(root_versions)
@@ -146,20 +148,28 @@ class Repository:
                         raise BundleError("root versions must start at 1", code="bundle.bad_metadata")
                     _verify(md.signed, md, "root", "its own root keys")
                 elif version != trusted.version + 1:
-                    raise BundleError(f"root v{version} follows v{trusted.version}", code="bundle.bad_metadata")
+                    raise BundleError(
+                        f"root v{version} follows v{trusted.version}", code="bundle.bad_metadata"
+                    )
                 else:
                     _verify(trusted, md, "root", f"root v{trusted.version}'s keys")
                     _verify(md.signed, md, "root", "its own root keys")
                 if path.exists():
-                    if path.read_bytes() != data and _parse(Root, path.read_bytes(), "root").signed != md.signed:
-                        raise BundleConflictError(f"{path}: a different root v{version} is published",
-                                                  code="bundle.exists")
+                    if (
+                        path.read_bytes() != data
+                        and _parse(Root, path.read_bytes(), "root").signed != md.signed
+                    ):
+                        raise BundleConflictError(
+                            f"{path}: a different root v{version} is published", code="bundle.exists"
+                        )
                 else:
                     write_atomic(path, data)
                     added.append(version)
                 trusted = md.signed
             if added:
-                write_atomic(self.metadata_dir / "root.json", self._root_version_path(self.root_version()).read_bytes())
+                write_atomic(
+                    self.metadata_dir / "root.json", self._root_version_path(self.root_version()).read_bytes()
+                )
         return added
 
     # -- targets (offline key) --------------------------------------------------------------------
@@ -198,7 +208,9 @@ class Repository:
                     return existing
                 raise BundleConflictError(
                     f"{path}: a different bundle with this name and version is published already; "
-                    "bump the version", code="bundle.exists", target=path,
+                    "bump the version",
+                    code="bundle.exists",
+                    target=path,
                 )
             self.targets_dir.mkdir(parents=True, exist_ok=True)
             blob = self.targets_dir / f"{verified.sha256}.{path}"
@@ -250,10 +262,15 @@ class Repository:
             root = self.root().signed
             targets = self.targets()
             if targets is None:
-                raise BundleNotFoundError(f"{self.path}: no targets metadata yet; sign a bundle first",
-                                          path=str(self.path))
+                raise BundleNotFoundError(
+                    f"{self.path}: no targets metadata yet; sign a bundle first", path=str(self.path)
+                )
             snap_version = self._latest_version("snapshot")
-            snapshot = self._load(Snapshot, self.metadata_dir / f"{snap_version}.snapshot.json") if snap_version else None
+            snapshot = (
+                self._load(Snapshot, self.metadata_dir / f"{snap_version}.snapshot.json")
+                if snap_version
+                else None
+            )
             renew_snapshot = (
                 force
                 or snapshot is None
@@ -338,7 +355,9 @@ def _parse(kind: type[_T], data: bytes, what: str) -> Metadata[_T]:
     except DeserializationError as exc:
         raise BundleError(f"{what}: not valid TUF metadata ({exc})", code="bundle.bad_metadata") from exc
     if not isinstance(md.signed, kind):
-        raise BundleError(f"{what}: expected {kind.type} metadata, got {md.signed.type}", code="bundle.bad_metadata")
+        raise BundleError(
+            f"{what}: expected {kind.type} metadata, got {md.signed.type}", code="bundle.bad_metadata"
+        )
     return md
 
 
@@ -351,6 +370,7 @@ def _verify(delegator: Root, md: Metadata[Any], role: str, who: str) -> None:
         delegator.verify_delegate(role, md.signed_bytes, md.signatures)
     except UnsignedMetadataError as exc:
         raise BundleError(
-            f"{role} v{md.signed.version} lacks a threshold of signatures by {who}", code="keys.not_authorized",
+            f"{role} v{md.signed.version} lacks a threshold of signatures by {who}",
+            code="keys.not_authorized",
             role=role,
         ) from exc

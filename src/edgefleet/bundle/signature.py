@@ -42,7 +42,7 @@ def read_onnx_signature(path: Path) -> OnnxSignature:
         ) from exc
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError, ValueError, OSError...: all mean "unreadable"
+    except Exception as exc:
         raise BundleInputError(
             f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})",
             code="bundle.model_unreadable",

@@ -19,8 +19,8 @@ from typing import Final
 
 from edgefleet.bundle.build import sha256_file
 from edgefleet.bundle.errors import BundleError, BundleNotFoundError, BundleWriteError
-from edgefleet.bundle.manifest import MANIFEST_NAME, BundleManifest, parse_manifest
 from edgefleet.bundle.fsio import fsync_dir
+from edgefleet.bundle.manifest import MANIFEST_NAME, BundleManifest, parse_manifest
 from edgefleet.bundle.unpack import Limits, read_bundle
 
 __all__ = ["BundleStore", "InstalledBundle"]
@@ -85,8 +85,9 @@ class BundleStore:
             tmp.rename(final)
             fsync_dir(self.root)
         except OSError as exc:
-            raise BundleWriteError(f"{self.root}: cannot install the bundle: {exc.strerror or exc}",
-                                   path=str(self.root)) from exc
+            raise BundleWriteError(
+                f"{self.root}: cannot install the bundle: {exc.strerror or exc}", path=str(self.root)
+            ) from exc
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -102,20 +103,32 @@ class BundleStore:
         } - {MANIFEST_NAME}
         listed = {f.path for f in installed.manifest.files}
         if extra := sorted(on_disk - listed):
-            raise BundleError(f"bundle {sha256}: {extra[0]!r} is not in {MANIFEST_NAME}",
-                              code="bundle.unexpected_file", entry=extra[0])
+            raise BundleError(
+                f"bundle {sha256}: {extra[0]!r} is not in {MANIFEST_NAME}",
+                code="bundle.unexpected_file",
+                entry=extra[0],
+            )
         for entry in installed.manifest.files:
             path = installed.path / entry.path
             if path.is_symlink() or not path.is_file():
-                raise BundleError(f"bundle {sha256}: {entry.path!r} is missing or not a regular file",
-                                  code="bundle.missing_file", entry=entry.path)
+                raise BundleError(
+                    f"bundle {sha256}: {entry.path!r} is missing or not a regular file",
+                    code="bundle.missing_file",
+                    entry=entry.path,
+                )
             digest, size = sha256_file(path)
             if size != entry.size:
-                raise BundleError(f"bundle {sha256}: {entry.path!r} is {size} bytes, not {entry.size}",
-                                  code="bundle.size_mismatch", entry=entry.path)
+                raise BundleError(
+                    f"bundle {sha256}: {entry.path!r} is {size} bytes, not {entry.size}",
+                    code="bundle.size_mismatch",
+                    entry=entry.path,
+                )
             if digest != entry.sha256:
-                raise BundleError(f"bundle {sha256}: {entry.path!r} has sha256 {digest}, not {entry.sha256}",
-                                  code="bundle.hash_mismatch", entry=entry.path)
+                raise BundleError(
+                    f"bundle {sha256}: {entry.path!r} has sha256 {digest}, not {entry.sha256}",
+                    code="bundle.hash_mismatch",
+                    entry=entry.path,
+                )
         return installed
 
     def remove(self, sha256: str) -> None:

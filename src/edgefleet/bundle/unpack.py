@@ -70,7 +70,9 @@ def _check_entry(member: tarfile.TarInfo) -> None:
     if code == "bundle.path_absolute":
         raise _reject(code, f"tar entry {member.name!r}: absolute paths are refused", entry=member.name)
     if code is not None:
-        raise _reject(code, f"tar entry {member.name!r}: '..', '.', empty or oversized parts", entry=member.name)
+        raise _reject(
+            code, f"tar entry {member.name!r}: '..', '.', empty or oversized parts", entry=member.name
+        )
     if member.issym() or member.islnk():
         raise _reject(
             "bundle.link",
@@ -78,8 +80,11 @@ def _check_entry(member: tarfile.TarInfo) -> None:
             entry=member.name,
         )
     if member.ischr() or member.isblk() or member.isfifo():
-        raise _reject("bundle.device_file", f"tar entry {member.name!r}: device files and fifos are refused",
-                      entry=member.name)
+        raise _reject(
+            "bundle.device_file",
+            f"tar entry {member.name!r}: device files and fifos are refused",
+            entry=member.name,
+        )
     if not member.isreg() or member.issparse():
         raise _reject(
             "bundle.unsupported_entry",
@@ -111,10 +116,13 @@ def _copy(
             elif kept is not None:
                 kept += chunk
     except (tarfile.ReadError, EOFError) as exc:
-        raise _reject("bundle.truncated", f"tar entry {member.name!r}: the archive ends inside it",
-                      entry=member.name) from exc
+        raise _reject(
+            "bundle.truncated", f"tar entry {member.name!r}: the archive ends inside it", entry=member.name
+        ) from exc
     if remaining > 0:
-        raise _reject("bundle.truncated", f"tar entry {member.name!r}: the archive ends inside it", entry=member.name)
+        raise _reject(
+            "bundle.truncated", f"tar entry {member.name!r}: the archive ends inside it", entry=member.name
+        )
     return (bytes(kept) if kept is not None else None), digest.hexdigest()
 
 
@@ -160,10 +168,14 @@ def read_bundle(
     with f:
         sha256, size = _hash_open_file(f)
         if expected_sha256 is not None and sha256 != expected_sha256:
-            raise _reject("bundle.hash_mismatch", f"{path}: sha256 {sha256} is not the signed {expected_sha256}",
-                          expected=expected_sha256, actual=sha256)
+            raise _reject(
+                "bundle.hash_mismatch",
+                f"{path}: sha256 {sha256} is not the signed {expected_sha256}",
+                expected=expected_sha256,
+                actual=sha256,
+            )
         try:
-            tar = tarfile.open(fileobj=f, mode="r:")
+            tar = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 - closed by the with below
         except tarfile.TarError as exc:
             raise _reject("bundle.not_a_tar", f"{path}: not an uncompressed tar archive ({exc})") from exc
         with tar:
@@ -173,9 +185,37 @@ def read_bundle(
     return VerifiedBundle(manifest=manifest, manifest_bytes=manifest_bytes, sha256=sha256, size=size)
 
 
-def _read_entries(
-    tar: tarfile.TarFile, dest: Path | None, limits: Limits
+def _read_manifest(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path | None, limits: Limits
 ) -> tuple[BundleManifest, bytes]:
+    """The first entry: it must be bundle.json, small, and valid."""
+    if member.name != MANIFEST_NAME:
+        raise _reject(
+            "bundle.manifest_missing",
+            f"the first tar entry is {member.name!r}, not {MANIFEST_NAME}",
+            entry=member.name,
+        )
+    if member.size > limits.max_manifest_bytes:
+        raise _reject(
+            "bundle.too_large", f"{MANIFEST_NAME} is {member.size} bytes (limit {limits.max_manifest_bytes})"
+        )
+    data, _ = _copy(tar, member, None, member.size)
+    manifest_bytes = data or b""
+    manifest = parse_manifest(manifest_bytes)
+    if manifest.total_size > limits.max_total_bytes:
+        raise _reject(
+            "bundle.too_large",
+            f"the files add up to {manifest.total_size} bytes (limit {limits.max_total_bytes})",
+        )
+    if dest is not None:
+        with _write_file(dest, MANIFEST_NAME) as out:
+            out.write(manifest_bytes)
+            out.flush()
+            os.fsync(out.fileno())
+    return manifest, manifest_bytes
+
+
+def _read_entries(tar: tarfile.TarFile, dest: Path | None, limits: Limits) -> tuple[BundleManifest, bytes]:
     manifest: BundleManifest | None = None
     manifest_bytes = b""
     seen: set[str] = set()
@@ -183,40 +223,35 @@ def _read_entries(
         try:
             member = tar.next()
         except tarfile.TarError as exc:
-            raise _reject("bundle.not_a_tar", f"corrupt tar header after {len(seen)} entries ({exc})") from exc
+            raise _reject(
+                "bundle.not_a_tar", f"corrupt tar header after {len(seen)} entries ({exc})"
+            ) from exc
         if member is None:
             break
         _check_entry(member)
         if member.name in seen:
-            raise _reject("bundle.duplicate_entry", f"tar entry {member.name!r} appears twice", entry=member.name)
+            raise _reject(
+                "bundle.duplicate_entry", f"tar entry {member.name!r} appears twice", entry=member.name
+            )
         seen.add(member.name)
         if manifest is None:
-            if member.name != MANIFEST_NAME:
-                raise _reject("bundle.manifest_missing",
-                              f"the first tar entry is {member.name!r}, not {MANIFEST_NAME}", entry=member.name)
-            if member.size > limits.max_manifest_bytes:
-                raise _reject("bundle.too_large",
-                              f"{MANIFEST_NAME} is {member.size} bytes (limit {limits.max_manifest_bytes})")
-            data, _ = _copy(tar, member, None, member.size)
-            manifest_bytes = data or b""
-            manifest = parse_manifest(manifest_bytes)
-            if manifest.total_size > limits.max_total_bytes:
-                raise _reject("bundle.too_large",
-                              f"the files add up to {manifest.total_size} bytes (limit {limits.max_total_bytes})")
-            if dest is not None:
-                with _write_file(dest, MANIFEST_NAME) as out:
-                    out.write(manifest_bytes)
-                    out.flush()
-                    os.fsync(out.fileno())
+            manifest, manifest_bytes = _read_manifest(tar, member, dest, limits)
             continue
         entry = manifest.file(member.name)
         if entry is None:
-            raise _reject("bundle.unexpected_file", f"tar entry {member.name!r} is not listed in {MANIFEST_NAME}",
-                          entry=member.name)
+            raise _reject(
+                "bundle.unexpected_file",
+                f"tar entry {member.name!r} is not listed in {MANIFEST_NAME}",
+                entry=member.name,
+            )
         if member.size != entry.size:
-            raise _reject("bundle.size_mismatch",
-                          f"tar entry {member.name!r} is {member.size} bytes, {MANIFEST_NAME} says {entry.size}",
-                          entry=member.name, expected=entry.size, actual=member.size)
+            raise _reject(
+                "bundle.size_mismatch",
+                f"tar entry {member.name!r} is {member.size} bytes, {MANIFEST_NAME} says {entry.size}",
+                entry=member.name,
+                expected=entry.size,
+                actual=member.size,
+            )
         if dest is None:
             _, digest = _copy(tar, member, _Discard(), entry.size)
         else:
@@ -225,15 +260,23 @@ def _read_entries(
                 out.flush()
                 os.fsync(out.fileno())
         if digest != entry.sha256:
-            raise _reject("bundle.hash_mismatch",
-                          f"tar entry {member.name!r}: sha256 {digest} is not {entry.sha256}",
-                          entry=member.name, expected=entry.sha256, actual=digest)
+            raise _reject(
+                "bundle.hash_mismatch",
+                f"tar entry {member.name!r}: sha256 {digest} is not {entry.sha256}",
+                entry=member.name,
+                expected=entry.sha256,
+                actual=digest,
+            )
     if manifest is None:
         raise _reject("bundle.manifest_missing", f"the archive holds no entries, hence no {MANIFEST_NAME}")
     missing = [f.path for f in manifest.files if f.path not in seen]
     if missing:
-        raise _reject("bundle.missing_file", f"{MANIFEST_NAME} lists {missing[0]!r} but the tar lacks it",
-                      entry=missing[0], missing=missing)
+        raise _reject(
+            "bundle.missing_file",
+            f"{MANIFEST_NAME} lists {missing[0]!r} but the tar lacks it",
+            entry=missing[0],
+            missing=missing,
+        )
     return manifest, manifest_bytes
 
 

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgefleet import __version__
+from edgefleet.cli import bundle as _bundle_cli
+from edgefleet.cli import keys as _keys_cli
 from edgefleet.cli.context import CliContext, cli_context
 from edgefleet.config import Settings, load_settings
 from edgefleet.errors import EdgefleetError
@@ -66,6 +68,10 @@ def show_config(ctx: typer.Context) -> None:
     for name, field in Settings.model_fields.items():
         table.add_row(f"EDGEFLEET_{name.upper()}", str(getattr(c.settings, name)), field.description or "")
     c.out.print(table)
+
+
+app.add_typer(_bundle_cli.app, name="bundle")
+app.add_typer(_keys_cli.app, name="keys")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
