@@ -105,7 +105,7 @@ CODES: Final[dict[str, tuple[type[Exception], str]]] = {
         "a tar entry's size differs from bundle.json (checked before reading)",
     ),
     "bundle.hash_mismatch": (BundleError, "a file's or the bundle's sha256 differs from what was signed"),
-    "bundle.too_large": (BundleError, "the bundle exceeds a configured size or entry-count limit"),
+    "bundle.too_large": (BundleError, "bundle.json or the files it lists exceed a configured size limit"),
     # TUF metadata and downloads
     "bundle.rollback": (BundleError, "metadata version is lower than the trusted one (rollback/replay)"),
     "bundle.expired": (BundleError, "metadata has expired (freeze attack or a stale repository)"),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from edgefleet.bundle.build import sha256_file
-from edgefleet.bundle.errors import BundleError, BundleNotFoundError, BundleWriteError
+from edgefleet.bundle.errors import BundleError, BundleInputError, BundleNotFoundError, BundleWriteError
 from edgefleet.bundle.fsio import fsync_dir
 from edgefleet.bundle.manifest import MANIFEST_NAME, BundleManifest, parse_manifest
 from edgefleet.bundle.unpack import Limits, read_bundle
@@ -48,7 +48,7 @@ class BundleStore:
     def path(self, sha256: str) -> Path:
         """Where the bundle with this digest lives (whether or not it is installed)."""
         if not _DIGEST.match(sha256):
-            raise BundleError(f"{sha256!r} is not a sha256 hex digest", code="bundle.invalid_input")
+            raise BundleInputError(f"{sha256!r} is not a sha256 hex digest (64 lower-case hex digits)", field="sha256")
         return self.root / sha256
 
     def has(self, sha256: str) -> bool:

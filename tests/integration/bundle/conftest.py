@@ -98,10 +98,19 @@ class World:
     def refresh(self, *, force: bool = False) -> None:
         self.repo.refresh({r: self.keys.signers(r, None) for r in ONLINE_ROLES}, force=force)
 
-    def client(self, name: str = "device", *, trusted_root: bytes | None = None, bootstrap: bool = True) -> BundleClient:
-        root = trusted_root if trusted_root is not None else (self.keys.root_versions()[0] if bootstrap else None)
+    def client(
+        self, name: str = "device", *, trusted_root: bytes | None = None, bootstrap: bool = True
+    ) -> BundleClient:
+        root = (
+            trusted_root
+            if trusted_root is not None
+            else (self.keys.root_versions()[0] if bootstrap else None)
+        )
         return BundleClient(
-            self.tmp / name / "state", self.served.url, BundleStore(self.tmp / name / "store"), trusted_root=root
+            self.tmp / name / "state",
+            self.served.url,
+            BundleStore(self.tmp / name / "store"),
+            trusted_root=root,
         )
 
     def metadata(self, name: str) -> Path:

@@ -23,10 +23,12 @@ def test_round_trip_installs_the_signed_bundle(world: World) -> None:
     installed = client.fetch("relu", "1.0.0")
     assert (installed.manifest.name, installed.manifest.version) == ("relu", "1.0.0")
     assert sorted(p.name for p in installed.path.iterdir()) == ["bundle.json", "model-1.0.0.onnx"]
-    assert installed.path.parent.name == "store" and installed.path.name == installed.sha256
+    assert (installed.path.parent.name, installed.path.name) == ("store", installed.sha256)
     assert any(r.startswith(f"/targets/{installed.sha256}.relu-1.0.0.tar") for r in world.served.requests)
     state = world.tmp / "device" / "state" / "metadata"
-    assert {"root.json", "timestamp.json", "snapshot.json", "targets.json"} <= {p.name for p in state.iterdir()}
+    assert {"root.json", "timestamp.json", "snapshot.json", "targets.json"} <= {
+        p.name for p in state.iterdir()
+    }
     assert not list((world.tmp / "device" / "state" / "downloads").iterdir()), "no partial download is left"
 
 
@@ -79,7 +81,9 @@ def test_key_rotation_is_accepted_by_a_client_with_the_old_root(world: World) ->
     assert seasoned.fetch("relu", "1.1.0").manifest.version == "1.1.0"
     fresh = world.client("fresh")  # bootstrapped with 1.root.json
     assert fresh.fetch("relu", "1.1.0").manifest.version == "1.1.0"
-    trusted = Metadata[Root].from_bytes((world.tmp / "fresh" / "state" / "metadata" / "root.json").read_bytes())
+    trusted = Metadata[Root].from_bytes(
+        (world.tmp / "fresh" / "state" / "metadata" / "root.json").read_bytes()
+    )
     assert trusted.signed.version == 3
 
 

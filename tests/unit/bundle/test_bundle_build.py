@@ -33,13 +33,20 @@ def test_real_model_from_a_wheel(tmp_path: Path) -> None:
     built = build_bundle(
         wheel_model(),
         tmp_path / "orientation.tar",
-        options("orientation", "0.0.11", resources=ResourceHints(min_memory_bytes=64 << 20, cpus=1),
-                execution_providers=["CPUExecutionProvider"]),
+        options(
+            "orientation",
+            "0.0.11",
+            resources=ResourceHints(min_memory_bytes=64 << 20, cpus=1),
+            execution_providers=["CPUExecutionProvider"],
+        ),
     )
     (inp,) = built.manifest.model.inputs
     (out,) = built.manifest.model.outputs
-    assert inp.dtype == "float32" and inp.shape is not None and inp.shape[1:] == [3, 224, 224]
-    assert out.shape is not None and out.shape[-1] == 4
+    assert inp.dtype == "float32"
+    assert inp.shape is not None
+    assert inp.shape[1:] == [3, 224, 224]
+    assert out.shape is not None
+    assert out.shape[-1] == 4
     assert read_bundle(built.path).sha256 == built.sha256
 
 
@@ -71,7 +78,14 @@ def test_tar_entries_are_normalised(tmp_path: Path) -> None:
         members = tar.getmembers()
     assert [m.name for m in members] == ["bundle.json", "a.onnx", "z/b.txt"]
     for m in members:
-        assert (m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) == (int(CREATED.timestamp()), 0, 0, "", "", 0o644)
+        assert (m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) == (
+            int(CREATED.timestamp()),
+            0,
+            0,
+            "",
+            "",
+            0o644,
+        )
 
 
 @pytest.mark.unit
@@ -144,7 +158,9 @@ def test_tflite_is_accepted_without_a_signature(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_processing_spec_from_toml_and_json(tmp_path: Path) -> None:
     toml = tmp_path / "p.toml"
-    toml.write_text('[[pre]]\nop = "resize"\nargs = { width = 224, height = 224 }\n[[post]]\nop = "softmax"\n')
+    toml.write_text(
+        '[[pre]]\nop = "resize"\nargs = { width = 224, height = 224 }\n[[post]]\nop = "softmax"\n'
+    )
     spec = load_processing(toml)
     assert [s.op for s in spec.pre + spec.post] == ["resize", "softmax"]
     bad = tmp_path / "p.json"

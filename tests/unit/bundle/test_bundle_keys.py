@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 from tuf.api.metadata import Metadata, Root
 
-from edgefleet.bundle.errors import BundleConflictError, BundleError, BundleInputError, BundleNotFoundError, KeyAccessError
+from edgefleet.bundle.errors import (
+    BundleConflictError,
+    BundleInputError,
+    BundleNotFoundError,
+    KeyAccessError,
+)
 from edgefleet.bundle.keys import KeyPolicy, KeyStore
 
 PW = b"correct horse battery staple"
@@ -18,8 +23,10 @@ def test_init_writes_encrypted_keys_0600_and_root_v1(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "keys")
     md = store.init(KeyPolicy(root_keys=3, root_threshold=2, targets_keys=2, targets_threshold=1), PW)
     assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
-    assert md.signed.version == 1 and md.signed.consistent_snapshot
-    assert md.signed.roles["root"].threshold == 2 and len(md.signed.roles["root"].keyids) == 3
+    assert md.signed.version == 1
+    assert md.signed.consistent_snapshot
+    assert md.signed.roles["root"].threshold == 2
+    assert len(md.signed.roles["root"].keyids) == 3
     assert len(md.signed.roles["targets"].keyids) == 2
     offline = store.key_files("root") + store.key_files("targets")
     assert len(offline) == 5
@@ -27,7 +34,8 @@ def test_init_writes_encrypted_keys_0600_and_root_v1(tmp_path: Path) -> None:
         assert path.stat().st_mode & 0o777 == 0o600
         assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     for path in store.key_files("snapshot") + store.key_files("timestamp"):
-        assert path.parent.name == "online" and path.stat().st_mode & 0o777 == 0o600
+        assert path.parent.name == "online"
+        assert path.stat().st_mode & 0o777 == 0o600
     md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
     assert store.root_versions()[0] == (tmp_path / "keys" / "root.json").read_bytes()
 
@@ -96,7 +104,8 @@ def test_root_rotation_is_signed_by_old_and_new_keys(tmp_path: Path) -> None:
     assert set(v2.signed.roles["root"].keyids).isdisjoint(v1.signed.roles["root"].keyids)
     v1.signed.verify_delegate("root", v2.signed_bytes, v2.signatures)
     v2.signed.verify_delegate("root", v2.signed_bytes, v2.signatures)
-    assert not old_file.exists() and list((tmp_path / "keys" / "retired").iterdir())
+    assert not old_file.exists()
+    assert list((tmp_path / "keys" / "retired").iterdir())
     assert [Metadata[Root].from_bytes(b).signed.version for b in store.root_versions()] == [1, 2]
     assert len(store.signers("root", PW)) == 1, "only the new root key is used from now on"
 
@@ -121,4 +130,3 @@ def test_rotation_needs_the_root_passphrase(tmp_path: Path) -> None:
     assert store.root().signed.version == 1
     with pytest.raises(BundleInputError):
         store.rotate("director", PW)
-    assert isinstance(BundleError, type)

@@ -94,7 +94,7 @@ def test_a_file_cannot_also_be_a_directory() -> None:
 
 @pytest.mark.unit
 def test_unknown_fields_and_schema_versions_are_refused() -> None:
-    with pytest.raises(BundleError, match="(?i)extra"):
+    with pytest.raises(BundleError, match=r"(?i)extra"):
         parse_manifest(json.dumps(_body(surprise=1)).encode())
     with pytest.raises(BundleError, match="schema_version"):
         parse_manifest(json.dumps(_body(schema_version=2)).encode())

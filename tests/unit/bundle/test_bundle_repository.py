@@ -47,7 +47,11 @@ def test_layout_and_versions(tmp_path: Path, keys: KeyStore) -> None:
     result = repo.refresh(_online(keys))  # type: ignore[arg-type]
     meta = tmp_path / "repo" / "metadata"
     assert sorted(p.name for p in meta.iterdir() if not p.name.startswith(".")) == [
-        "1.root.json", "1.snapshot.json", "1.targets.json", "root.json", "timestamp.json",
+        "1.root.json",
+        "1.snapshot.json",
+        "1.targets.json",
+        "root.json",
+        "timestamp.json",
     ]
     assert (tmp_path / "repo" / "targets" / f"{info.hashes['sha256']}.relu-1.0.0.tar").is_file()
     assert info.custom["edgefleet"]["version"] == "1.0.0"
@@ -66,7 +70,8 @@ def test_same_bundle_twice_is_a_no_op_other_bytes_are_refused(tmp_path: Path, ke
     repo.add_bundle(tar, keys.signers("targets", None))
     repo.add_bundle(tar, keys.signers("targets", None))
     current = repo.targets()
-    assert current is not None and current.signed.version == 1
+    assert current is not None
+    assert current.signed.version == 1
     with pytest.raises(BundleConflictError, match="bump the version"):
         repo.add_bundle(_bundle(tmp_path, "1.0.0", op="Abs"), keys.signers("targets", None))
 
@@ -96,7 +101,11 @@ def test_refresh_renews_only_what_expires(tmp_path: Path, keys: KeyStore) -> Non
     assert (idle.snapshot_renewed, idle.timestamp_renewed, idle.timestamp_version) == (False, False, 1)
     clock.now += timedelta(hours=12)
     renewed = repo.refresh(_online(keys))  # type: ignore[arg-type]
-    assert (renewed.snapshot_renewed, renewed.timestamp_renewed, renewed.timestamp_version) == (False, True, 2)
+    assert (renewed.snapshot_renewed, renewed.timestamp_renewed, renewed.timestamp_version) == (
+        False,
+        True,
+        2,
+    )
     clock.now += timedelta(days=5)
     both = repo.refresh(_online(keys))  # type: ignore[arg-type]
     assert (both.snapshot_renewed, both.snapshot_version) == (True, 2)

@@ -14,14 +14,25 @@ from edgefleet.bundle.errors import BundleError
 from edgefleet.bundle.store import BundleStore
 from edgefleet.bundle.unpack import Limits, read_bundle
 
-from .bundle_helpers import Entry, manifest_entry, manifest_for, options, tiny_onnx, write_tar, write_tar_lying_size
+from .bundle_helpers import (
+    Entry,
+    manifest_entry,
+    manifest_for,
+    options,
+    tiny_onnx,
+    write_tar,
+    write_tar_lying_size,
+)
 
 MODEL = b"onnx bytes"
 
 
 def _ok_entries(extra: dict[str, bytes] | None = None) -> list[Entry]:
     files = {"m.onnx": MODEL, **(extra or {})}
-    return [manifest_entry(manifest_for(files, model="m.onnx")), *(Entry(p, d) for p, d in sorted(files.items()))]
+    return [
+        manifest_entry(manifest_for(files, model="m.onnx")),
+        *(Entry(p, d) for p, d in sorted(files.items())),
+    ]
 
 
 def _install_fails(tmp_path: Path, tar: Path, code: str) -> None:
@@ -68,14 +79,18 @@ def test_path_traversal_is_refused(tmp_path: Path, name: str, code: str) -> None
 @pytest.mark.unit
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../outside", "m.onnx"])
 def test_symlinks_are_refused_wherever_they_point(tmp_path: Path, target: str) -> None:
-    tar = write_tar(tmp_path / "bad.tar", [*_ok_entries(), Entry("link", type=tarfile.SYMTYPE, linkname=target)])
+    tar = write_tar(
+        tmp_path / "bad.tar", [*_ok_entries(), Entry("link", type=tarfile.SYMTYPE, linkname=target)]
+    )
     _install_fails(tmp_path, tar, "bundle.link")
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("target", ["/etc/passwd", "m.onnx"])
 def test_hardlinks_are_refused_wherever_they_point(tmp_path: Path, target: str) -> None:
-    tar = write_tar(tmp_path / "bad.tar", [*_ok_entries(), Entry("hl", type=tarfile.LNKTYPE, linkname=target)])
+    tar = write_tar(
+        tmp_path / "bad.tar", [*_ok_entries(), Entry("hl", type=tarfile.LNKTYPE, linkname=target)]
+    )
     _install_fails(tmp_path, tar, "bundle.link")
 
 
@@ -96,8 +111,9 @@ def test_directories_are_refused(tmp_path: Path) -> None:
 def test_duplicate_names_are_refused(tmp_path: Path) -> None:
     """A second copy of a listed file (even with the right bytes) or of bundle.json is refused."""
     entries = _ok_entries()
-    _install_fails(tmp_path, write_tar(tmp_path / "a.tar", [*entries, Entry("m.onnx", MODEL)]),
-                   "bundle.duplicate_entry")
+    _install_fails(
+        tmp_path, write_tar(tmp_path / "a.tar", [*entries, Entry("m.onnx", MODEL)]), "bundle.duplicate_entry"
+    )
     _install_fails(tmp_path, write_tar(tmp_path / "b.tar", [*entries, entries[0]]), "bundle.duplicate_entry")
 
 
@@ -142,9 +158,14 @@ def test_whole_tar_hash_is_checked_first(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_manifest_must_come_first_and_validate(tmp_path: Path) -> None:
     entries = _ok_entries()
-    _install_fails(tmp_path, write_tar(tmp_path / "a.tar", list(reversed(entries))), "bundle.manifest_missing")
-    _install_fails(tmp_path, write_tar(tmp_path / "b.tar", [Entry("bundle.json", b"{not json"), entries[1]]),
-                   "bundle.manifest_invalid")
+    _install_fails(
+        tmp_path, write_tar(tmp_path / "a.tar", list(reversed(entries))), "bundle.manifest_missing"
+    )
+    _install_fails(
+        tmp_path,
+        write_tar(tmp_path / "b.tar", [Entry("bundle.json", b"{not json"), entries[1]]),
+        "bundle.manifest_invalid",
+    )
     _install_fails(tmp_path, write_tar(tmp_path / "c.tar", []), "bundle.manifest_missing")
 
 
