@@ -48,7 +48,9 @@ class BundleStore:
     def path(self, sha256: str) -> Path:
         """Where the bundle with this digest lives (whether or not it is installed)."""
         if not _DIGEST.match(sha256):
-            raise BundleInputError(f"{sha256!r} is not a sha256 hex digest (64 lower-case hex digits)", field="sha256")
+            raise BundleInputError(
+                f"{sha256!r} is not a sha256 hex digest (64 lower-case hex digits)", field="sha256"
+            )
         return self.root / sha256
 
     def has(self, sha256: str) -> bool:
