@@ -256,6 +256,23 @@ class _HashingReader:
         return data
 
 
+class _HashingWriter:
+    """Wraps the output so that the tar's sha256 is computed as it is written."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self._f.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
 def write_bundle_tar(out: IO[bytes], manifest: BundleManifest, files: Mapping[str, Path]) -> None:
     """Write the tar: ``bundle.json`` first, then each listed file in manifest order.
 
@@ -292,7 +309,8 @@ def build_bundle(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
-            write_bundle_tar(f, manifest, files)
+            out = _HashingWriter(f)
+            write_bundle_tar(out, manifest, files)  # type: ignore[arg-type]  # write() and tell() suffice
             f.flush()
             os.fsync(f.fileno())
         tmp.chmod(FILE_MODE)
@@ -305,5 +323,4 @@ def build_bundle(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    digest, size = sha256_file(output)
-    return BuiltBundle(path=output, sha256=digest, size=size, manifest=manifest)
+    return BuiltBundle(path=output, sha256=out.digest.hexdigest(), size=out.size, manifest=manifest)

@@ -138,6 +138,7 @@ class Repository:
         """
         added: list[int] = []
         with self.lock():
+            self.metadata_dir.mkdir(parents=True, exist_ok=True)
             trusted: Root | None = None
             for data in root_versions:
                 md = _parse(Root, data, "root")

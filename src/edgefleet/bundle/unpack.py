@@ -115,7 +115,7 @@ def _copy(
                 out.write(chunk)
             elif kept is not None:
                 kept += chunk
-    except (tarfile.ReadError, EOFError) as exc:
+    except (tarfile.TarError, EOFError) as exc:
         raise _reject(
             "bundle.truncated", f"tar entry {member.name!r}: the archive ends inside it", entry=member.name
         ) from exc
@@ -138,14 +138,25 @@ def _fsync_tree(root: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
-def _hash_open_file(f: IO[bytes]) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := f.read(_CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    f.seek(0)
-    return digest.hexdigest(), size
+class _HashingReader:
+    """A sequential reader that hashes every byte it hands out (one pass over the tar)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._digest.update(data)
+        self.size += len(data)
+        return data
+
+    def finish(self) -> str:
+        """Hash what nobody read yet (padding, trailing bytes) and return the hex digest of it all."""
+        while self.read(_CHUNK):
+            pass
+        return self._digest.hexdigest()
 
 
 def read_bundle(
@@ -157,8 +168,10 @@ def read_bundle(
 ) -> VerifiedBundle:
     """Verify the bundle at ``path`` entry by entry; write its files (and bundle.json) under ``dest``.
 
-    ``dest`` must be an empty directory the caller owns and discards on error. With ``dest`` None
-    the data is only checked. ``expected_sha256`` is checked before any entry is read.
+    One sequential pass: the tar is read as a stream while its sha256 is computed. ``dest`` must be
+    an empty directory the caller owns and discards on error; with ``dest`` None the data is only
+    checked. When ``expected_sha256`` is given and differs, the error is ``bundle.hash_mismatch``
+    whatever else is wrong with the archive.
     """
     limits = limits or Limits()
     try:
@@ -166,23 +179,33 @@ def read_bundle(
     except FileNotFoundError as exc:
         raise BundleNotFoundError(f"{path}: no such bundle", path=str(path)) from exc
     with f:
-        sha256, size = _hash_open_file(f)
-        if expected_sha256 is not None and sha256 != expected_sha256:
-            raise _reject(
-                "bundle.hash_mismatch",
-                f"{path}: sha256 {sha256} is not the signed {expected_sha256}",
-                expected=expected_sha256,
-                actual=sha256,
-            )
+        reader = _HashingReader(f)
         try:
-            tar = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 - closed by the with below
-        except tarfile.TarError as exc:
-            raise _reject("bundle.not_a_tar", f"{path}: not an uncompressed tar archive ({exc})") from exc
-        with tar:
-            manifest, manifest_bytes = _read_entries(tar, dest, limits)
+            try:
+                tar = tarfile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115 - closed below
+            except tarfile.TarError as exc:
+                raise _reject("bundle.not_a_tar", f"{path}: not an uncompressed tar archive ({exc})") from exc
+            with tar:
+                manifest, manifest_bytes = _read_entries(tar, dest, limits)
+        except BundleError as exc:
+            if expected_sha256 is not None and (actual := reader.finish()) != expected_sha256:
+                raise _hash_mismatch(path, expected_sha256, actual) from exc
+            raise
+        sha256 = reader.finish()
+        if expected_sha256 is not None and sha256 != expected_sha256:
+            raise _hash_mismatch(path, expected_sha256, sha256)
     if dest is not None:
         _fsync_tree(dest)
-    return VerifiedBundle(manifest=manifest, manifest_bytes=manifest_bytes, sha256=sha256, size=size)
+    return VerifiedBundle(manifest=manifest, manifest_bytes=manifest_bytes, sha256=sha256, size=reader.size)
+
+
+def _hash_mismatch(path: Path, expected: str, actual: str) -> BundleError:
+    return _reject(
+        "bundle.hash_mismatch",
+        f"{path}: sha256 {actual} is not the signed {expected}",
+        expected=expected,
+        actual=actual,
+    )
 
 
 def _read_manifest(

@@ -47,9 +47,10 @@ def resolve_passphrase(
     env = os.environ if environ is None else environ
     if passphrase_file is not None:
         try:
-            text = passphrase_file.read_text().splitlines()[0] if passphrase_file.read_text() else ""
+            lines = passphrase_file.read_text().splitlines()
         except FileNotFoundError as exc:
             raise BundleNotFoundError(f"--passphrase-file: {passphrase_file} does not exist") from exc
+        text = lines[0] if lines else ""
     elif passphrase_env is not None:
         if passphrase_env not in env:
             raise BundleInputError(
@@ -149,10 +150,13 @@ def rotate(  # noqa: PLR0917 - a typer command takes its options as parameters
     ] = False,
 ) -> None:
     """Replace a role's keys and issue root version N+1, signed by the old and the new root keys."""
+    from edgefleet.bundle.errors import BundleNotFoundError
     from edgefleet.bundle.keys import ONLINE_ROLES, KeyStore
     from edgefleet.bundle.repository import Repository
 
     c = cli_context(ctx)
+    if repo is not None and not Repository(repo).exists():
+        raise BundleNotFoundError(f"--repo: {repo} is not a repository (no metadata/1.root.json)")
     passphrase = (
         None if insecure_plaintext else resolve_passphrase(passphrase_file, passphrase_env, confirm=False)
     )

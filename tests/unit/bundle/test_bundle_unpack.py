@@ -148,7 +148,7 @@ def test_hash_mismatch_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
-def test_whole_tar_hash_is_checked_first(tmp_path: Path) -> None:
+def test_whole_tar_hash_is_checked(tmp_path: Path) -> None:
     tar = write_tar(tmp_path / "ok.tar", _ok_entries())
     with pytest.raises(BundleError) as err:
         BundleStore(tmp_path / "store").install(tar, expected_sha256="0" * 64)
