@@ -73,6 +73,8 @@ def _translated() -> Iterator[None]:
         raise BundleUnavailableError(f"repository unreachable: {exc}", code="bundle.download_failed") from exc
     except tuf_errors.RepositoryError as exc:
         raise BundleError(f"bad metadata: {exc}", code="bundle.bad_metadata") from exc
+    except OSError as exc:
+        raise BundleWriteError(f"cannot store trusted metadata: {exc.strerror or exc}") from exc
 
 
 class BundleClient:

@@ -17,7 +17,7 @@ of version N *and* a threshold of its own keys, so a client that trusts N can wa
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,9 +45,10 @@ __all__ = [
     "ROLES",
     "KeyPolicy",
     "KeyStore",
-    "generate_signer",
+    "generate_key",
     "load_signer",
-    "save_signer",
+    "save_key",
+    "signer_for",
 ]
 
 ROLES: Final = ("root", "targets", "snapshot", "timestamp")
@@ -89,18 +90,21 @@ class KeyPolicy:
                 )
 
 
-def generate_signer() -> CryptoSigner:
-    """A new ed25519 key pair."""
-    private = Ed25519PrivateKey.generate()
+def generate_key() -> Ed25519PrivateKey:
+    """A new ed25519 private key."""
+    return Ed25519PrivateKey.generate()
+
+
+def signer_for(private: Ed25519PrivateKey) -> CryptoSigner:
+    """The securesystemslib signer of a private key (its key id is that of the public key)."""
     return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))
 
 
-def save_signer(signer: CryptoSigner, path: Path, passphrase: bytes | None) -> None:
+def save_key(private: Ed25519PrivateKey, path: Path, passphrase: bytes | None) -> None:
     """Write the private key as PKCS#8 PEM (encrypted when ``passphrase``), mode 0600, never overwriting."""
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
-    private = signer._private_key
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _SECRET_MODE)
     with os.fdopen(fd, "wb") as f:
@@ -137,7 +141,7 @@ def load_signer(path: Path, passphrase: bytes | None) -> CryptoSigner:
         ) from exc
     if not isinstance(private, Ed25519PrivateKey):
         raise BundleInputError(f"{path}: not an ed25519 key", path=str(path))
-    return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))
+    return signer_for(private)
 
 
 class KeyStore:
@@ -204,9 +208,10 @@ class KeyStore:
         directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
         created = []
         for _ in range(count):
-            signer = generate_signer()
+            private = generate_key()
+            signer = signer_for(private)
             secret = passphrase if role in OFFLINE_ROLES else None
-            save_signer(signer, directory / f"{role}-{signer.public_key.keyid[:16]}.pem", secret)
+            save_key(private, directory / f"{role}-{signer.public_key.keyid[:16]}.pem", secret)
             created.append(signer)
         return created
 
@@ -302,8 +307,3 @@ def _check_signed_by(trusted: Root, md: Metadata[Root], who: str) -> None:
         raise BundleError(
             f"root v{md.signed.version} lacks a threshold of signatures by {who}", code="keys.not_authorized"
         ) from exc
-
-
-def signer_ids(signers: Iterable[Signer]) -> Sequence[str]:
-    """The key ids of ``signers`` (for messages)."""
-    return [s.public_key.keyid for s in signers]

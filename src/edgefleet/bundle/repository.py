@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -185,46 +186,55 @@ class Repository:
         The same bytes under the same name and version again change nothing; other bytes under a
         published name and version are refused (``bundle.exists``): releases are immutable.
         """
-        verified = read_bundle(bundle)
-        path = target_path(verified.manifest.name, verified.manifest.version)
-        info = TargetFile(
-            length=verified.size,
-            hashes={"sha256": verified.sha256},
-            path=path,
-            unrecognized_fields={
-                "custom": {
-                    "edgefleet": {
-                        "name": verified.manifest.name,
-                        "version": verified.manifest.version,
-                        "created": verified.manifest.created.isoformat(),
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        # Verify a private copy, so that what is published is exactly what was checked.
+        fd, tmp_name = tempfile.mkstemp(prefix=".incoming-", suffix=".tar", dir=self.targets_dir)
+        os.close(fd)
+        incoming = Path(tmp_name)
+        try:
+            shutil.copyfile(bundle, incoming)
+            verified = read_bundle(incoming)
+            path = target_path(verified.manifest.name, verified.manifest.version)
+            info = TargetFile(
+                length=verified.size,
+                hashes={"sha256": verified.sha256},
+                path=path,
+                unrecognized_fields={
+                    "custom": {
+                        "edgefleet": {
+                            "name": verified.manifest.name,
+                            "version": verified.manifest.version,
+                            "created": verified.manifest.created.isoformat(),
+                        }
                     }
-                }
-            },
-        )
-        with self.lock():
-            current = self.targets()
-            existing = current.signed.targets.get(path) if current else None
-            if existing is not None:
-                if existing.hashes.get("sha256") == verified.sha256 and existing.length == verified.size:
-                    return existing
-                raise BundleConflictError(
-                    f"{path}: a different bundle with this name and version is published already; "
-                    "bump the version",
-                    code="bundle.exists",
-                    target=path,
-                )
-            self.targets_dir.mkdir(parents=True, exist_ok=True)
-            blob = self.targets_dir / f"{verified.sha256}.{path}"
-            if not blob.exists():
-                tmp = blob.with_name(f".{blob.name}.tmp")
-                shutil.copyfile(bundle, tmp)
-                with tmp.open("rb+") as f:
-                    os.fsync(f.fileno())
-                tmp.replace(blob)
-                fsync_dir(self.targets_dir)
-            targets = current.signed if current else Targets()
-            targets.targets[path] = info
-            self._sign_targets(targets, targets_signers, first=current is None)
+                },
+            )
+            with self.lock():
+                current = self.targets()
+                existing = current.signed.targets.get(path) if current else None
+                if existing is not None:
+                    if existing.hashes.get("sha256") == verified.sha256 and existing.length == verified.size:
+                        return existing
+                    raise BundleConflictError(
+                        f"{path}: a different bundle with this name and version is published already; "
+                        "bump the version",
+                        code="bundle.exists",
+                        target=path,
+                    )
+                blob = self.targets_dir / f"{verified.sha256}.{path}"
+                if not blob.exists():
+                    with incoming.open("rb+") as f:
+                        os.fsync(f.fileno())
+                    incoming.chmod(0o644)
+                    incoming.replace(blob)
+                    fsync_dir(self.targets_dir)
+                targets = current.signed if current else Targets()
+                targets.targets[path] = info
+                self._sign_targets(targets, targets_signers, first=current is None)
+        except FileNotFoundError as exc:
+            raise BundleNotFoundError(f"{bundle}: no such bundle", path=str(bundle)) from exc
+        finally:
+            incoming.unlink(missing_ok=True)
         return info
 
     def sign_targets(self, targets_signers: Sequence[Signer]) -> int:

@@ -136,3 +136,26 @@ def test_sync_roots_refuses_a_root_not_signed_by_its_predecessor(tmp_path: Path,
     keys.rotate("root", None)
     assert repo.sync_roots(keys.root_versions()) == [2]
     assert repo.root().signed.version == 2
+
+
+@pytest.mark.unit
+def test_a_hostile_tar_is_never_published(tmp_path: Path, keys: KeyStore) -> None:
+    """add_bundle verifies the tar first: a symlink entry is refused and nothing is left in targets/."""
+    import tarfile
+
+    from .bundle_helpers import Entry, manifest_entry, manifest_for, write_tar
+
+    hostile = write_tar(
+        tmp_path / "h.tar",
+        [
+            manifest_entry(manifest_for({"m.onnx": b"m"})),
+            Entry("m.onnx", b"m"),
+            Entry("l", type=tarfile.SYMTYPE, linkname="/etc/shadow"),
+        ],
+    )
+    repo = Repository.create(tmp_path / "repo", keys.root_versions())
+    with pytest.raises(BundleError) as err:
+        repo.add_bundle(hostile, keys.signers("targets", None))
+    assert err.value.code == "bundle.link"
+    assert list(repo.targets_dir.iterdir()) == []
+    assert repo.targets() is None
