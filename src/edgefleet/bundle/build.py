@@ -28,6 +28,7 @@ from edgefleet.bundle.errors import (
     BundleNotFoundError,
     BundleWriteError,
 )
+from edgefleet.bundle.fsio import sha256_file
 from edgefleet.bundle.manifest import (
     MANIFEST_NAME,
     BundleManifest,
@@ -46,11 +47,9 @@ __all__ = [
     "build_bundle",
     "created_from",
     "load_processing",
-    "sha256_file",
     "write_bundle_tar",
 ]
 
-_CHUNK: Final = 1 << 20
 _FORMATS: Final[dict[str, ModelFormat]] = {".onnx": "onnx", ".tflite": "tflite"}
 FILE_MODE: Final = 0o644
 
@@ -123,17 +122,6 @@ def load_processing(path: Path) -> ProcessingSpec:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise BundleInputError(f"{path}: {where}: {first['msg']}", field=where) from exc
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    """The sha256 (hex) and size of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _collect(source: Path) -> dict[str, Path]:

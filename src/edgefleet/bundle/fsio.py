@@ -1,11 +1,14 @@
-"""Crash-safe file writes: temporary file, fsync, rename, fsync the directory."""
+"""File helpers: crash-safe writes (temporary file, fsync, rename, fsync the directory) and hashing."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["fsync_dir", "write_atomic"]
+__all__ = ["fsync_dir", "sha256_file", "write_atomic"]
+
+_CHUNK = 1 << 20
 
 
 def fsync_dir(path: Path) -> None:
@@ -31,3 +34,14 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and size of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size

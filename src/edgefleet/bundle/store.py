@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from edgefleet.bundle.build import sha256_file
 from edgefleet.bundle.errors import BundleError, BundleInputError, BundleNotFoundError, BundleWriteError
-from edgefleet.bundle.fsio import fsync_dir
+from edgefleet.bundle.fsio import fsync_dir, sha256_file
 from edgefleet.bundle.manifest import MANIFEST_NAME, BundleManifest, parse_manifest
 from edgefleet.bundle.unpack import Limits, read_bundle
 
