@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgefleet.bundle.errors import (
     BundleConflictError,
@@ -44,12 +44,15 @@ from edgefleet.bundle.manifest import (
 __all__ = [
     "BuildOptions",
     "BuiltBundle",
+    "SignatureSpec",
     "build_bundle",
     "created_from",
     "load_processing",
+    "load_signature",
     "write_bundle_tar",
 ]
 
+_M = TypeVar("_M", bound=BaseModel)
 _FORMATS: Final[dict[str, ModelFormat]] = {".onnx": "onnx", ".tflite": "tflite"}
 FILE_MODE: Final = 0o644
 
@@ -104,24 +107,45 @@ def created_from(
     return now().astimezone(UTC).replace(microsecond=0)
 
 
-def load_processing(path: Path) -> ProcessingSpec:
-    """A processing spec from a TOML or JSON file with ``pre`` and ``post`` lists of {op, args}."""
+def _load_table(path: Path, what: str) -> Any:
     try:
         raw = path.read_bytes()
     except FileNotFoundError as exc:
-        raise BundleNotFoundError(f"{path}: processing spec not found", path=str(path)) from exc
+        raise BundleNotFoundError(f"{path}: {what} not found", path=str(path)) from exc
     try:
-        data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode())
+        return json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleInputError(
             f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}"
         ) from exc
+
+
+def _validated(model: type[_M], data: Any, path: Path) -> _M:
     try:
-        return ProcessingSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise BundleInputError(f"{path}: {where}: {first['msg']}", field=where) from exc
+
+
+def load_processing(path: Path) -> ProcessingSpec:
+    """A processing spec from a TOML or JSON file with ``pre`` and ``post`` lists of {op, args}."""
+    return _validated(ProcessingSpec, _load_table(path, "processing spec"), path)
+
+
+class SignatureSpec(BaseModel):
+    """A model signature given by hand (TFLite models, or to override what the graph says)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[TensorSpec] | None = None
+    outputs: list[TensorSpec] | None = None
+
+
+def load_signature(path: Path) -> SignatureSpec:
+    """A signature from a TOML or JSON file: ``inputs`` and ``outputs`` lists of {name, dtype, shape}."""
+    return _validated(SignatureSpec, _load_table(path, "signature"), path)
 
 
 def _collect(source: Path) -> dict[str, Path]:

@@ -77,6 +77,13 @@ def build(  # noqa: PLR0917 - a typer command takes its options as parameters
         Path | None,
         typer.Option(help="TOML or JSON file with [[pre]]/[[post]] steps {op, args}.", dir_okay=False),
     ] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML or JSON file with inputs/outputs {name, dtype, shape}: for tflite, or to override.",
+            dir_okay=False,
+        ),
+    ] = None,
     min_memory: Annotated[str | None, typer.Option(help="Minimum memory, e.g. 256Mi.")] = None,
     cpus: Annotated[float | None, typer.Option(help="CPUs the model wants (fractions allowed).")] = None,
     provider: Annotated[
@@ -87,13 +94,20 @@ def build(  # noqa: PLR0917 - a typer command takes its options as parameters
     """Build a reproducible bundle tar from a model file or a directory."""
     from datetime import UTC, datetime
 
-    from edgefleet.bundle.build import BuildOptions, build_bundle, created_from, load_processing
+    from edgefleet.bundle.build import (
+        BuildOptions,
+        build_bundle,
+        created_from,
+        load_processing,
+        load_signature,
+    )
     from edgefleet.bundle.errors import BundleInputError
     from edgefleet.bundle.manifest import ProcessingSpec, ResourceHints
 
     c = cli_context(ctx)
     if model_format not in {None, "onnx", "tflite"}:
         raise BundleInputError(f"--format: {model_format!r} is not one of onnx, tflite", field="format")
+    sig = load_signature(signature) if signature else None
     options = BuildOptions(
         name=name,
         version=version,
@@ -108,6 +122,8 @@ def build(  # noqa: PLR0917 - a typer command takes its options as parameters
             min_memory_bytes=parse_size(min_memory, option="--min-memory") if min_memory else None, cpus=cpus
         ),
         execution_providers=provider or [],
+        inputs=sig.inputs if sig else None,
+        outputs=sig.outputs if sig else None,
     )
     out = output or Path(f"{name}-{version}.tar")
     built = build_bundle(source, out, options, overwrite=force)

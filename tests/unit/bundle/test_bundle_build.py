@@ -167,3 +167,27 @@ def test_processing_spec_from_toml_and_json(tmp_path: Path) -> None:
     bad.write_text('{"pre": [{"op": "resize", "argz": {}}]}')
     with pytest.raises(BundleInputError, match="argz"):
         load_processing(bad)
+
+
+@pytest.mark.unit
+def test_tflite_signature_from_a_file(tmp_path: Path) -> None:
+    """`--signature` gives a TFLite model its inputs/outputs; unknown keys are refused."""
+    from edgefleet.bundle.build import load_signature
+
+    spec = tmp_path / "sig.toml"
+    spec.write_text(
+        '[[inputs]]\nname = "image"\ndtype = "uint8"\nshape = [1, 224, 224, 3]\n'
+        '[[outputs]]\nname = "scores"\ndtype = "float32"\nshape = [1, 1000]\n'
+    )
+    sig = load_signature(spec)
+    (tmp_path / "m.tflite").write_bytes(b"TFL3 fake flatbuffer")
+    built = build_bundle(
+        tmp_path / "m.tflite", tmp_path / "b.tar", options(inputs=sig.inputs, outputs=sig.outputs)
+    )
+    assert [(t.name, t.dtype, t.shape) for t in built.manifest.model.inputs] == [
+        ("image", "uint8", [1, 224, 224, 3])
+    ]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"inputs": [{"name": "x", "dtype": "float32"}], "extra": 1}')
+    with pytest.raises(BundleInputError, match="extra"):
+        load_signature(bad)

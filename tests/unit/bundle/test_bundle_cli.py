@@ -134,3 +134,13 @@ def test_cli_refusals_carry_codes(tmp_path: Path) -> None:
     _, _, exc = _invoke("bundle", "verify", str(junk))
     assert isinstance(exc, BundleError)
     assert exc.code == "bundle.not_a_tar"
+
+
+@pytest.mark.unit
+def test_keys_init_prompts_twice_for_the_passphrase(tmp_path: Path) -> None:
+    """Without --passphrase-file/--passphrase-env the passphrase is prompted for, with confirmation."""
+    result = CliRunner().invoke(app, ["keys", "init", str(tmp_path / "keys")], input="pw1\npw1\n")
+    assert result.exit_code == 0, result.output
+    from edgefleet.bundle.keys import KeyStore
+
+    assert len(KeyStore(tmp_path / "keys").signers("targets", b"pw1")) == 1
