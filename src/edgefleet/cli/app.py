@@ -17,6 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgefleet import __version__
+from edgefleet.cli import bundle as bundle_cli
+from edgefleet.cli import keys as keys_cli
 from edgefleet.cli import probe as probe_cli
 from edgefleet.cli import run as run_cli
 from edgefleet.cli import tune as tune_cli
@@ -76,6 +78,8 @@ def show_config(ctx: typer.Context) -> None:
 app.command("probe")(probe_cli.probe)
 app.command("run", context_settings={"allow_interspersed_args": False})(run_cli.run)
 app.add_typer(tune_cli.tune_app)
+app.add_typer(bundle_cli.app, name="bundle")
+app.add_typer(keys_cli.app, name="keys")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
