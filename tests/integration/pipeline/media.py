@@ -42,7 +42,10 @@ def text_image(lines: list[str], *, size: int = 40, width: int = 800) -> Image.I
     img = Image.new("RGB", (width, 40 + len(lines) * int(size * 2)), "white")
     draw = ImageDraw.Draw(img)
     for k, line in enumerate(lines):
-        draw.text((24, 20 + k * int(size * 2)), line, fill="black", font=font)
+        x = 24.0
+        for word in line.split():  # word by word, with a clear gap: the font's space is narrow
+            draw.text((x, 20 + k * int(size * 2)), word, fill="black", font=font)
+            x += draw.textlength(word, font=font) + size * 0.6
     return img
 
 
