@@ -67,6 +67,7 @@ def show_config(ctx: typer.Context) -> None:
         table.add_row(f"EDGEFLEET_{name.upper()}", str(getattr(c.settings, name)), field.description or "")
     c.out.print(table)
 
+
 from edgefleet.cli.pipeline import pipeline_app  # noqa: E402 - registered just before main
 
 app.add_typer(pipeline_app, name="pipeline")

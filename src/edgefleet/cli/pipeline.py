@@ -29,9 +29,13 @@ def check(ctx: typer.Context, spec: SpecArg) -> None:
     c = cli_context(ctx)
     loaded = load_spec(spec)
     s = loaded.spec
-    chain = " → ".join(f"{m.name} ({m.postprocess.kind}{'' if m.on == 'frame' else ' on ' + m.on})" for m in s.models)
+    chain = " → ".join(
+        f"{m.name} ({m.postprocess.kind}{'' if m.on == 'frame' else ' on ' + m.on})" for m in s.models
+    )
     c.out.print(f"[green]ok[/]: {spec}")
-    c.out.print(f"  policy {s.pipeline.policy}, sources {', '.join(f'{x.name} ({x.kind})' for x in s.sources)}")
+    c.out.print(
+        f"  policy {s.pipeline.policy}, sources {', '.join(f'{x.name} ({x.kind})' for x in s.sources)}"
+    )
     c.out.print(f"  models {chain}")
     c.out.print(f"  sinks {', '.join(x.kind for x in s.sinks) or 'none'}")
 
@@ -66,6 +70,7 @@ def run(
     p99 = f"{summary.latency_p99_s * 1000:.1f} ms" if summary.latency_p99_s is not None else "-"
     drops = ", ".join(f"{k} {v}" for k, v in sorted(summary.dropped.items())) or "none"
     c.out.print(
-        f"{settings.name}: {summary.frames_in} frames in, {summary.frames_out} out in {summary.seconds:.1f}s; "
+        f"{settings.name}: {summary.frames_in} frames in, {summary.frames_out} out "
+        f"in {summary.seconds:.1f}s; "
         f"dropped: {drops}; glass-to-result p50 {p50}, p99 {p99}"
     )

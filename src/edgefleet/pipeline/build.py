@@ -9,7 +9,14 @@ from pathlib import Path
 
 from edgefleet.pipeline.errors import PipelineSpecError
 from edgefleet.pipeline.inference import Model
-from edgefleet.pipeline.postprocess import Classify, CtcDecode, DbTextDetect, Postprocessor, Segment, YoloDetect
+from edgefleet.pipeline.postprocess import (
+    Classify,
+    CtcDecode,
+    DbTextDetect,
+    Postprocessor,
+    Segment,
+    YoloDetect,
+)
 from edgefleet.pipeline.sinks.base import Sink
 from edgefleet.pipeline.sources.base import Source
 from edgefleet.pipeline.spec import (
@@ -43,7 +50,9 @@ def resolve_path(value: str, base_dir: Path, *, key: str) -> Path:
         found = importlib.util.find_spec(package) if package else None
         if found is None or not found.submodule_search_locations:
             raise PipelineSpecError(
-                f"{key}: Python package {package!r} is not installed (from {value!r})", key=key, code="pipeline.spec_invalid"
+                f"{key}: Python package {package!r} is not installed (from {value!r})",
+                key=key,
+                code="pipeline.spec_invalid",
             )
         return Path(next(iter(found.submodule_search_locations))) / rest
     path = Path(value).expanduser()
@@ -91,7 +100,11 @@ def load_model(spec: ModelSpec, base_dir: Path, key: str) -> Model:
 
 
 def build_model_stage(
-    spec: ModelSpec, index: int, base_dir: Path, *, loader: Callable[[ModelSpec, Path, str], Model] = load_model
+    spec: ModelSpec,
+    index: int,
+    base_dir: Path,
+    *,
+    loader: Callable[[ModelSpec, Path, str], Model] = load_model,
 ) -> ModelStage:
     key = f"models[{index}]"
     model = loader(spec, base_dir, key)
@@ -99,23 +112,32 @@ def build_model_stage(
     input_name = spec.preprocess.input or (input_names[0] if input_names else "input")
     if input_names and input_name not in input_names:
         raise PipelineSpecError(
-            f"{key}.preprocess.input: {input_name!r} is not an input of the model; allowed: {', '.join(input_names)}",
+            f"{key}.preprocess.input: {input_name!r} is not an input of the model; "
+            f"allowed: {', '.join(input_names)}",
             key=f"{key}.preprocess.input",
         )
     post = spec.postprocess
     processor: Postprocessor
     if isinstance(post, ClassifyPost):
-        processor = Classify(post, _labels(post.labels, post.labels_file, model, base_dir, f"{key}.postprocess"))
+        processor = Classify(
+            post, _labels(post.labels, post.labels_file, model, base_dir, f"{key}.postprocess")
+        )
     elif isinstance(post, YoloPost):
-        processor = YoloDetect(post, _labels(post.labels, post.labels_file, model, base_dir, f"{key}.postprocess"))
+        processor = YoloDetect(
+            post, _labels(post.labels, post.labels_file, model, base_dir, f"{key}.postprocess")
+        )
     elif isinstance(post, SegmentPost):
-        processor = Segment(post, _labels(post.labels, post.labels_file, model, base_dir, f"{key}.postprocess"))
+        processor = Segment(
+            post, _labels(post.labels, post.labels_file, model, base_dir, f"{key}.postprocess")
+        )
     elif isinstance(post, DbPost):
         processor = DbTextDetect(post)
     else:
         assert isinstance(post, CtcPost)  # noqa: S101 - the union is closed
         if post.dictionary is not None:
-            dictionary = _lines(resolve_path(post.dictionary, base_dir, key=f"{key}.postprocess.dictionary"), key)
+            dictionary = _lines(
+                resolve_path(post.dictionary, base_dir, key=f"{key}.postprocess.dictionary"), key
+            )
         elif "character" in model.metadata:
             dictionary = model.metadata["character"].splitlines()
         else:

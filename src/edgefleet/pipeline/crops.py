@@ -24,12 +24,16 @@ def crop_region(image: npt.NDArray[np.uint8], region: dict[str, Any]) -> npt.NDA
         dst = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
         matrix = cv2.getPerspectiveTransform(pts, dst)
         out = cv2.warpPerspective(
-            np.ascontiguousarray(image), matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
+            np.ascontiguousarray(image),
+            matrix,
+            (width, height),
+            borderMode=cv2.BORDER_REPLICATE,
+            flags=cv2.INTER_CUBIC,
         )
         if height / width >= 1.5:
             out = np.rot90(out)
         return np.ascontiguousarray(out)
-    x1, y1, x2, y2 = (int(round(v)) for v in region["box"])
+    x1, y1, x2, y2 = (round(v) for v in region["box"])
     x1, y1 = max(0, x1), max(0, y1)
     x2, y2 = min(image.shape[1], x2), min(image.shape[0], y2)
     if x2 <= x1 or y2 <= y1:

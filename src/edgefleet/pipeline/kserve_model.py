@@ -40,13 +40,14 @@ class KServeModel:
                 self._client: Any = client.InferenceServerClient(parts.netloc)
                 meta = self._client.get_model_metadata(model_name, as_json=True)
             else:
-                import tritonclient.http as client  # type: ignore[no-redef]
+                import tritonclient.http as client
 
                 self._client = client.InferenceServerClient(parts.netloc, network_timeout=timeout_s)
                 meta = self._client.get_model_metadata(model_name)
         except Exception as exc:  # tritonclient raises InferenceServerException and transport errors
             raise SourceUnavailableError(
-                f"KServe model {model_name!r} at {url} is not reachable: {exc}", code="pipeline.kserve_unavailable"
+                f"KServe model {model_name!r} at {url} is not reachable: {exc}",
+                code="pipeline.kserve_unavailable",
             ) from exc
         self._module = client
         self._inputs = [_info(t) for t in meta.get("inputs", [])]
@@ -83,7 +84,9 @@ class KServeModel:
         try:
             result = self._client.infer(self._name, inputs, outputs=outputs)
         except Exception as exc:  # translate transport and server errors at the boundary
-            raise PipelineFailedError(f"KServe inference on {self._name!r} failed: {exc}", code="pipeline.kserve_failed") from exc
+            raise PipelineFailedError(
+                f"KServe inference on {self._name!r} failed: {exc}", code="pipeline.kserve_failed"
+            ) from exc
         return {o.name: np.asarray(result.as_numpy(o.name)) for o in self._outputs}
 
     def close(self) -> None:
@@ -92,4 +95,6 @@ class KServeModel:
 
 def _info(meta: Mapping[str, Any]) -> TensorInfo:
     shape = tuple(int(d) if int(d) >= 0 else None for d in meta.get("shape", []))
-    return TensorInfo(str(meta["name"]), shape, _V2_TO_NUMPY.get(str(meta.get("datatype", "FP32")), "float32"))
+    return TensorInfo(
+        str(meta["name"]), shape, _V2_TO_NUMPY.get(str(meta.get("datatype", "FP32")), "float32")
+    )

@@ -38,15 +38,21 @@ class OnnxModel:
         import onnxruntime as ort
 
         if not path.is_file():
-            raise SourceNotFoundError(f"model file {path} does not exist", code="pipeline.model_not_found", path=str(path))
+            raise SourceNotFoundError(
+                f"model file {path} does not exist", code="pipeline.model_not_found", path=str(path)
+            )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or cpu_threads()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; translate them here
-            raise PipelineFailedError(f"cannot load model {path}: {exc}", code="pipeline.model_invalid", path=str(path)) from exc
+            raise PipelineFailedError(
+                f"cannot load model {path}: {exc}", code="pipeline.model_invalid", path=str(path)
+            ) from exc
         self.threads = opts.intra_op_num_threads
         self._inputs = [_info(i) for i in self._session.get_inputs()]
         self._outputs = [_info(o) for o in self._session.get_outputs()]
@@ -75,4 +81,6 @@ class OnnxModel:
 
 def _info(arg: object) -> TensorInfo:
     shape = tuple(d if isinstance(d, int) else None for d in getattr(arg, "shape", ()) or ())
-    return TensorInfo(str(getattr(arg, "name", "")), shape, _ORT_TYPES.get(str(getattr(arg, "type", "")), "float32"))
+    return TensorInfo(
+        str(getattr(arg, "name", "")), shape, _ORT_TYPES.get(str(getattr(arg, "type", "")), "float32")
+    )

@@ -67,7 +67,10 @@ class PipelineMetrics:
             registry=r,
         )
         self.source_up = Gauge(
-            metric_name("pipeline", "source_up"), "1 while a source is open and delivering.", ["source"], registry=r
+            metric_name("pipeline", "source_up"),
+            "1 while a source is open and delivering.",
+            ["source"],
+            registry=r,
         )
 
     def dropped(self, source: str, reason: str, n: int = 1) -> None:

@@ -66,12 +66,19 @@ class Classify:
         logits = _pick(outputs, self.spec.output).reshape(len(geoms), -1)
         apply = self.spec.softmax
         if apply is None:
-            apply = bool(logits.min() < 0 or logits.max() > 1 or not np.allclose(logits.sum(axis=1), 1, atol=1e-3))
+            apply = bool(
+                logits.min() < 0 or logits.max() > 1 or not np.allclose(logits.sum(axis=1), 1, atol=1e-3)
+            )
         probs = softmax(logits) if apply else logits
         k = min(self.spec.top_k, probs.shape[1])
         top = np.argsort(-probs, axis=1)[:, :k]
         return [
-            {"top": [{"index": int(i), "label": _label(self.labels, int(i)), "score": round(float(p[i]), 6)} for i in row]}
+            {
+                "top": [
+                    {"index": int(i), "label": _label(self.labels, int(i)), "score": round(float(p[i]), 6)}
+                    for i in row
+                ]
+            }
             for row, p in zip(top, probs, strict=True)
         ]
 
@@ -180,7 +187,9 @@ class DbTextDetect:
 
     def __call__(self, outputs: Tensors, geoms: Sequence[Geometry]) -> list[Result]:
         maps = _pick(outputs, self.spec.output)
-        return [{"regions": self._boxes(m.reshape(m.shape[-2:]), g)} for m, g in zip(maps, geoms, strict=True)]
+        return [
+            {"regions": self._boxes(m.reshape(m.shape[-2:]), g)} for m, g in zip(maps, geoms, strict=True)
+        ]
 
     def _boxes(self, prob: FloatArray, geom: Geometry) -> list[Result]:
         s = self.spec
@@ -191,7 +200,7 @@ class DbTextDetect:
             (cx, cy), (w, h), angle = cv2.minAreaRect(contour)
             if min(w, h) < s.min_size:
                 continue
-            score = self._score(prob, contour)
+            score = self._score(prob, np.asarray(contour, dtype=np.int32))
             if score < s.box_threshold:
                 continue
             # unclip: grow every side by area * ratio / perimeter (what a polygon offset does to a rectangle)
@@ -201,7 +210,12 @@ class DbTextDetect:
                 continue
             pts = _order_points(cv2.boxPoints(((cx, cy), (w2, h2), angle)).astype(np.float32))
             src = geom.points_to_source(pts)
-            box = [float(src[:, 0].min()), float(src[:, 1].min()), float(src[:, 0].max()), float(src[:, 1].max())]
+            box = [
+                float(src[:, 0].min()),
+                float(src[:, 1].min()),
+                float(src[:, 0].max()),
+                float(src[:, 1].max()),
+            ]
             regions.append(
                 {
                     "box": [round(v, 1) for v in box],
@@ -233,6 +247,7 @@ class CtcDecode:
         self.chars = ["", *chars] if spec.blank_first else [*chars, ""]
 
     def __call__(self, outputs: Tensors, geoms: Sequence[Geometry]) -> list[Result]:
+        del geoms  # text has no coordinates to map back
         probs = _pick(outputs, self.spec.output)
         index = probs.argmax(axis=2)
         best = probs.max(axis=2)

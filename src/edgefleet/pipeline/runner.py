@@ -110,8 +110,9 @@ class Pipeline:
     def start(self) -> None:
         """Open every source and sink (raising a clear error if one cannot start), then run."""
         opened: list[Source | Sink] = []
+        parts: list[Source | Sink] = [*self.sources, *self.sinks]
         try:
-            for part in [*self.sources, *self.sinks]:
+            for part in parts:
                 part.open()
                 opened.append(part)
         except BaseException:
@@ -126,7 +127,9 @@ class Pipeline:
             )
         self._started = self._monotonic()
         for source in self.sources:
-            t = threading.Thread(target=self._run_source, args=(source,), name=f"pipeline-src-{source.name}", daemon=True)
+            t = threading.Thread(
+                target=self._run_source, args=(source,), name=f"pipeline-src-{source.name}", daemon=True
+            )
             self._source_threads.append(t)
         self._threads = [
             threading.Thread(target=self._preprocess_loop, name="pipeline-pre", daemon=True),
@@ -151,7 +154,8 @@ class Pipeline:
         self._buffer.close()
         for t in [*self._source_threads, *self._threads]:
             t.join(timeout)
-        for part in [*self.sources, *self.sinks]:
+        parts: list[Source | Sink] = [*self.sources, *self.sinks]
+        for part in parts:
             try:
                 part.close()
             except (OSError, EdgefleetError) as exc:
@@ -192,9 +196,7 @@ class Pipeline:
                     reason = sample.labels["reason"]
                     dropped[reason] = dropped.get(reason, 0) + int(sample.value)
         frames_in = sum(self._index.values())
-        return RunSummary(
-            frames_in, self._out, dropped, self._monotonic() - self._started, q(0.5), q(0.99)
-        )
+        return RunSummary(frames_in, self._out, dropped, self._monotonic() - self._started, q(0.5), q(0.99))
 
     # -- sources ---------------------------------------------------------------------------
 
@@ -211,7 +213,7 @@ class Pipeline:
         try:
             source.run(ctx)
         except EdgefleetError as exc:
-            log.error("source %s stopped: %s", name, exc)
+            log.error("source %s stopped: %s", name, exc)  # noqa: TRY400 - an expected, explained stop
             self._errors.append(exc)
         except Exception as exc:  # a source must never take the pipeline down silently
             log.exception("source %s failed", name)
@@ -271,7 +273,7 @@ class Pipeline:
             t0 = self._monotonic()
             try:
                 tensor, geoms = first.preprocess([f.image for f in frames])
-            except Exception as exc:  # cv2.error and numpy errors on a malformed frame: drop it, go on
+            except Exception as exc:  # noqa: BLE001 - cv2/numpy errors on a malformed frame: drop it, go on
                 self._drop_items([Item(f) for f in frames], "bad_input", exc)
                 continue
             self._observe("preprocess", t0)
@@ -288,7 +290,7 @@ class Pipeline:
             t0 = self._monotonic()
             try:
                 batch.outputs = stage.model.infer({stage.input_name: batch.tensor})
-            except Exception as exc:  # a failed call drops its frames; the pipeline goes on
+            except Exception as exc:  # noqa: BLE001 - a failed call drops its frames; the pipeline goes on
                 self._drop_items(batch.items, "inference_error", exc)
                 continue
             self._observe(f"infer_{stage.spec.name}", t0)
@@ -310,7 +312,7 @@ class Pipeline:
                 self._observe(f"post_{first.spec.name}", t0)
                 for stage in self.stages[1:]:
                     self._run_on_regions(stage, batch.items)
-            except Exception as exc:  # one bad batch must not stop the stream
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the stream
                 self._drop_items(batch.items, "inference_error", exc)
                 continue
             for item in batch.items:
@@ -334,7 +336,9 @@ class Pipeline:
             tensor, geoms = stage.preprocess(chunk)
             outputs = stage.model.infer({stage.input_name: tensor})
             self._observe(f"infer_{stage.spec.name}", t0)
-            for region, result in zip(targets[start : start + _REGION_BATCH], stage.postprocess(outputs, geoms), strict=True):
+            for region, result in zip(
+                targets[start : start + _REGION_BATCH], stage.postprocess(outputs, geoms), strict=True
+            ):
                 region[stage.spec.name] = result
 
     def _sink_loop(self) -> None:

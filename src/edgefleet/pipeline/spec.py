@@ -318,14 +318,16 @@ class PipelineSpec(_Spec):
     sinks: list[SinkSpec] = []
 
 
-
 Loc = tuple[str | int, ...]
 
 
 def cross_check(spec: PipelineSpec) -> list[tuple[Loc, str]]:
     """Problems that span several keys, each with the location of the key to fix."""
     problems: list[tuple[Loc, str]] = []
-    for key, names in (("sources", [s.name for s in spec.sources]), ("models", [m.name for m in spec.models])):
+    for key, names in (
+        ("sources", [s.name for s in spec.sources]),
+        ("models", [m.name for m in spec.models]),
+    ):
         for i, n in enumerate(names):
             if n in names[:i]:
                 problems.append(((key, i, "name"), f"{key} names must be unique; {n!r} is repeated"))
@@ -338,5 +340,3 @@ def cross_check(spec: PipelineSpec) -> list[tuple[Loc, str]]:
             problems.append((("models", i, "on"), f"on={m.on!r} is not allowed; allowed: {allowed}"))
         seen.append(m.name)
     return problems
-
-

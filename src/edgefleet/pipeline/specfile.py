@@ -22,7 +22,9 @@ from edgefleet.pipeline.spec import Loc, PipelineSpec, cross_check
 __all__ = ["LoadedSpec", "load_spec", "parse_spec"]
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_KEY = re.compile(
+    r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ def load_spec(path: Path) -> LoadedSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise PipelineSpecError(f"spec file {path} does not exist", code="pipeline.spec_not_found", path=str(path)) from exc
+        raise PipelineSpecError(
+            f"spec file {path} does not exist", code="pipeline.spec_not_found", path=str(path)
+        ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineSpecError(f"cannot read spec file {path}: {exc}", path=str(path)) from exc
     fmt = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "toml"
@@ -77,7 +81,9 @@ def parse_spec(text: str, *, fmt: str = "toml", origin: str = "<spec>") -> Pipel
     return spec
 
 
-def _spec_error(origin: str, loc: Loc, lines: dict[Loc, int], message: str, *, count: int) -> PipelineSpecError:
+def _spec_error(
+    origin: str, loc: Loc, lines: dict[Loc, int], message: str, *, count: int
+) -> PipelineSpecError:
     key = _key_text(loc)
     line = _line_of(loc, lines)
     more = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
@@ -87,8 +93,7 @@ def _spec_error(origin: str, loc: Loc, lines: dict[Loc, int], message: str, *, c
 
 def _message(err: Any) -> str:
     msg = str(err["msg"])
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
+    msg = msg.removeprefix("Value error, ")
     ctx = err.get("ctx") or {}
     if err["type"] == "union_tag_invalid":
         msg = f"kind {ctx.get('tag')!r} is not allowed; allowed: {ctx.get('expected_tags')}"
@@ -106,10 +111,9 @@ def _data_loc(data: Any, loc: Loc) -> Loc:
     out: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            node = node[part]
-            out.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             node = node[part]
             out.append(part)
         elif isinstance(node, dict) and isinstance(part, str) and part not in node and part in _LEAF_OK:
@@ -173,9 +177,9 @@ def _toml_lines(text: str) -> dict[Loc, int]:
             continue
         key = _KEY.match(raw)
         if key:
-            path = (*table, *_split_key(key.group(1)))
-            for n in range(len(table) + 1, len(path) + 1):
-                lines.setdefault(path[:n], number)
+            full: Loc = (*table, *_split_key(key.group(1)))
+            for n in range(len(table) + 1, len(full) + 1):
+                lines.setdefault(full[:n], number)
             rest = raw[key.end() :]
             if rest.count('"""') == 1 or rest.count("'''") == 1:
                 in_multiline = True

@@ -56,7 +56,7 @@ def convert_color(image: npt.NDArray[np.uint8], color: str) -> npt.NDArray[np.ui
         return image
     if color == "bgr":
         return image[..., ::-1]
-    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    gray = np.asarray(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY), dtype=np.uint8)
     return gray[..., None]
 
 
@@ -66,7 +66,7 @@ def resize(image: npt.NDArray[np.uint8], width: int, height: int) -> npt.NDArray
     if (w, h) == (width, height):
         return image
     interp = cv2.INTER_AREA if width * height < w * h else cv2.INTER_LINEAR
-    out = cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interp)
+    out = np.asarray(cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interp), np.uint8)
     return out[..., None] if out.ndim == 2 else out
 
 

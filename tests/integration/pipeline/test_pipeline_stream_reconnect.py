@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -46,10 +45,12 @@ top_k = 1
 
 
 def _counts() -> tuple[int, int]:
-    return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
+    return len(list(Path("/proc/self/task").iterdir())), len(list(Path("/proc/self/fd").iterdir()))
 
 
-def test_pipeline_mjpeg_stream_drops_then_reconnects_and_continues(tmp_path: Path, orientation_model: Path) -> None:
+def test_pipeline_mjpeg_stream_drops_then_reconnects_and_continues(
+    tmp_path: Path, orientation_model: Path
+) -> None:
     """The server closes after 10 frames per connection; 35 results need 4 connections."""
     with MjpegServer(per_connection=10).running() as server:
         pipeline = Pipeline(_spec(server.url, max_frames=35), base_dir=tmp_path)
@@ -71,8 +72,10 @@ def test_pipeline_undecodable_frames_are_counted_drops_and_the_stream_goes_on(
     assert summary.dropped.get("decode_error", 0) >= 7
 
 
-def test_pipeline_repeated_reconnects_leak_no_threads_or_file_descriptors(tmp_path: Path, orientation_model: Path) -> None:
-    """Threads (/proc/self/task) and descriptors (/proc/self/fd) return to their level after 10+ reconnects."""
+def test_pipeline_repeated_reconnects_leak_no_threads_or_file_descriptors(
+    tmp_path: Path, orientation_model: Path
+) -> None:
+    """Threads and descriptors (/proc/self/task, /proc/self/fd) return to their level after 10+ reconnects."""
     with MjpegServer(per_connection=3, fps=200).running() as server:
         warm = Pipeline(_spec(server.url, max_frames=6), base_dir=tmp_path)  # loads FFmpeg and ORT once
         warm.run()
@@ -89,7 +92,7 @@ def test_pipeline_repeated_reconnects_leak_no_threads_or_file_descriptors(tmp_pa
         threads_after, fds_after = _counts()
     assert reconnects >= 10
     assert threads_after <= threads_before, threading.enumerate()
-    assert fds_after <= fds_before, os.listdir("/proc/self/fd")
+    assert fds_after <= fds_before, sorted(Path("/proc/self/fd").iterdir())
 
 
 def test_pipeline_unreachable_stream_retries_with_backoff_then_gives_up_clearly(tmp_path: Path) -> None:

@@ -90,8 +90,8 @@ def test_pipeline_video_file_to_jsonl_and_mqtt_message_by_message(
     received: list[tuple[str, dict[str, object]]] = []
     subscribed = threading.Event()
     client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-    client.on_subscribe = lambda *a: subscribed.set()
-    client.on_message = lambda c, u, m: received.append((m.topic, json.loads(m.payload)))
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = lambda _c, _u, m: received.append((m.topic, json.loads(m.payload)))
     client.connect(host, port)
     client.subscribe(f"{topic}/#", qos=1)
     client.loop_start()
@@ -122,7 +122,7 @@ def test_pipeline_video_file_to_jsonl_and_mqtt_message_by_message(
         assert line["source"] == "cam"
         assert line["pipeline"] == "orient"
         top = line["results"]["orientation"]["top"]
-        assert [t["label"] for t in top][0] in {"0", "90", "180", "270"}
+        assert top[0]["label"] in {"0", "90", "180", "270"}
         assert len(top) == 2
         assert top[0]["score"] >= top[1]["score"]
         assert 0 < line["latency_s"] < 30

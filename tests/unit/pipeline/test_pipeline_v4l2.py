@@ -33,13 +33,23 @@ ENUM_FMT = [
 ]
 ENUM_FRAMESIZES = {
     "MJPG": [
-        bytes.fromhex("000000004d4a50470100000000050000d0020000000000000000000000000000000000000000000000000000"),
-        bytes.fromhex("010000004d4a50470100000080020000e0010000000000000000000000000000000000000000000000000000"),
-        bytes.fromhex("020000004d4a50470100000040010000f0000000000000000000000000000000000000000000000000000000"),
+        bytes.fromhex(
+            "000000004d4a50470100000000050000d0020000000000000000000000000000000000000000000000000000"
+        ),
+        bytes.fromhex(
+            "010000004d4a50470100000080020000e0010000000000000000000000000000000000000000000000000000"
+        ),
+        bytes.fromhex(
+            "020000004d4a50470100000040010000f0000000000000000000000000000000000000000000000000000000"
+        ),
     ],
     "YUYV": [
-        bytes.fromhex("00000000595559560100000080020000e0010000000000000000000000000000000000000000000000000000"),
-        bytes.fromhex("01000000595559560100000040010000f0000000000000000000000000000000000000000000000000000000"),
+        bytes.fromhex(
+            "00000000595559560100000080020000e0010000000000000000000000000000000000000000000000000000"
+        ),
+        bytes.fromhex(
+            "01000000595559560100000040010000f0000000000000000000000000000000000000000000000000000000"
+        ),
     ],
 }
 ENUM_FRAMEINTERVALS = {
@@ -68,6 +78,7 @@ class RecordedCamera:
         self.timeperframe: tuple[int, int] | None = None
 
     def __call__(self, fd: int, request: int, buf: bytearray) -> int:
+        assert fd >= 0
         self.calls.append(request)
         index = struct.unpack_from("<I", buf, 0)[0]
         if request == v4l2.VIDIOC_QUERYCAP:
@@ -114,7 +125,7 @@ def test_pipeline_v4l2_ioctl_numbers_match_the_kernel_headers() -> None:
     assert v4l2.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
     assert v4l2.VIDIOC_ENUM_FRAMEINTERVALS == 0xC034564B
     # _IOWR('V', 22, struct v4l2_streamparm) with sizeof == 204
-    assert v4l2.VIDIOC_S_PARM == (3 << 30) | (204 << 16) | (ord("V") << 8) | 22
+    assert (3 << 30) | (204 << 16) | (ord("V") << 8) | 22 == v4l2.VIDIOC_S_PARM
 
 
 def test_pipeline_v4l2_parses_capability_formats_sizes_and_intervals() -> None:
@@ -154,7 +165,9 @@ def test_pipeline_v4l2_refuses_a_format_the_camera_does_not_offer() -> None:
 def test_pipeline_v4l2_missing_camera_is_a_clear_not_found_error(tmp_path: Path) -> None:
     spec = V4l2SourceSpec(kind="v4l2", name="door", device=str(tmp_path / "video7"))
     source = V4l2Source(spec, dev_dir=tmp_path)
-    with pytest.raises(SourceNotFoundError, match=r"camera .*video7 does not exist; cameras here: none") as info:
+    with pytest.raises(
+        SourceNotFoundError, match=r"camera .*video7 does not exist; cameras here: none"
+    ) as info:
         source.open()
     assert info.value.code == "pipeline.camera_not_found"
 
@@ -166,7 +179,8 @@ def test_pipeline_v4l2_source_open_negotiates_through_the_injected_ioctl(tmp_pat
     spec = V4l2SourceSpec(kind="v4l2", name="door", device=str(node), width=1280, height=720, fps=30)
     source = V4l2Source(spec, ioctl=camera, dev_dir=tmp_path)
     source.open()
-    assert source.capability is not None and source.capability.driver == "uvcvideo"
+    assert source.capability is not None
+    assert source.capability.driver == "uvcvideo"
     assert source.negotiated is not None
     assert (source.negotiated.width, source.negotiated.height, source.negotiated.fps) == (1280, 720, 30.0)
     assert camera.calls[0] == v4l2.VIDIOC_QUERYCAP

@@ -24,7 +24,9 @@ class JsonlSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8")
         except OSError as exc:
-            raise PipelineFailedError(f"cannot open {self.path} for writing: {exc}", code="pipeline.sink_unavailable") from exc
+            raise PipelineFailedError(
+                f"cannot open {self.path} for writing: {exc}", code="pipeline.sink_unavailable"
+            ) from exc
 
     def write(self, message: Message, item: Item) -> None:
         del item

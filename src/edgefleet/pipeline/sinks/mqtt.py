@@ -28,16 +28,17 @@ class MqttSink:
 
     def open(self) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.spec.client_id or "",
             protocol=mqtt.MQTTv311,
         )
         if self.spec.username:
             client.username_pw_set(self.spec.username, self.spec.password)
-        client.on_connect = lambda c, u, f, rc, p: self._connected.set() if not rc.is_failure else None
-        client.on_disconnect = lambda c, u, f, rc, p: self._connected.clear()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
         try:
             client.connect(self.spec.host, self.spec.port, keepalive=self.spec.keepalive_s)
         except OSError as exc:
@@ -55,6 +56,15 @@ class MqttSink:
                 sink=self.name,
             )
         self._client = client
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        del client, userdata, flags, properties
+        if not reason.is_failure:
+            self._connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        del client, userdata, flags, reason, properties
+        self._connected.clear()
 
     def topic(self, message: Message) -> str:
         return self.spec.topic.format(pipeline=self.pipeline, source=message.get("source", ""))

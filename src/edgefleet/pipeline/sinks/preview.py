@@ -34,10 +34,20 @@ def annotate(image: npt.NDArray[np.uint8], results: dict[str, Any]) -> npt.NDArr
                 (v.get("text") for v in region.values() if isinstance(v, dict) and "text" in v), ""
             )
             if text:
-                cv2.putText(out, str(text), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1)
+                cv2.putText(
+                    out, str(text), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1
+                )
         if result.get("top"):
             best = result["top"][0]
-            cv2.putText(out, f"{model}: {best['label']} {best['score']:.2f}", (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
+            cv2.putText(
+                out,
+                f"{model}: {best['label']} {best['score']:.2f}",
+                (8, y),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.6,
+                (0, 255, 255),
+                2,
+            )
             y += 22
     return out
 
@@ -63,25 +73,26 @@ class MjpegPreviewSink:
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-                log.debug("preview: " + format, *args)
+                log.debug("preview: %s", format % args)
 
-            def do_GET(self) -> None:  # noqa: N802 - stdlib hook name
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
                 self.end_headers()
-                last: bytes | None = None
+                sent: list[bytes | None] = [None]
                 while True:
                     with sink._cond:
-                        sink._cond.wait_for(lambda: sink._closed or sink._frame is not last, timeout=1.0)
+                        sink._cond.wait_for(lambda: sink._closed or sink._frame is not sent[0], timeout=1.0)
                         if sink._closed:
                             return
                         jpeg = sink._frame
-                    if jpeg is None or jpeg is last:
+                    if jpeg is None or jpeg is sent[0]:
                         continue
-                    last = jpeg
+                    sent[0] = jpeg
                     try:
                         self.wfile.write(
-                            f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                            f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                            f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
                         )
                         self.wfile.write(jpeg + b"\r\n")
                     except OSError:
@@ -91,10 +102,13 @@ class MjpegPreviewSink:
             self._server = ThreadingHTTPServer((self.spec.host, self.spec.port), Handler)
         except OSError as exc:
             raise PipelineFailedError(
-                f"MJPEG preview cannot listen on {self.spec.host}:{self.spec.port}: {exc}", code="pipeline.sink_unavailable"
+                f"MJPEG preview cannot listen on {self.spec.host}:{self.spec.port}: {exc}",
+                code="pipeline.sink_unavailable",
             ) from exc
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="pipeline-preview", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="pipeline-preview", daemon=True
+        )
         self._thread.start()
 
     def write(self, message: Message, item: Item) -> None:

@@ -43,7 +43,9 @@ class Source(Protocol):
 class Backoff:
     """Exponential backoff: ``initial``, ``initial * factor``, ... capped at ``maximum``."""
 
-    def __init__(self, initial: float, maximum: float, factor: float, max_attempts: int | None = None) -> None:
+    def __init__(
+        self, initial: float, maximum: float, factor: float, max_attempts: int | None = None
+    ) -> None:
         self.initial = initial
         self.maximum = maximum
         self.factor = factor

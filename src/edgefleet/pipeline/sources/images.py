@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edgefleet.pipeline.errors import SourceNotFoundError
 from edgefleet.pipeline.sources.base import SourceContext
@@ -30,7 +31,9 @@ class ImageFolderSource:
     def open(self) -> None:
         if not self.folder.is_dir():
             raise SourceNotFoundError(
-                f"source {self.name!r}: image folder {self.folder} does not exist", source=self.name, path=str(self.folder)
+                f"source {self.name!r}: image folder {self.folder} does not exist",
+                source=self.name,
+                path=str(self.folder),
             )
 
     def close(self) -> None:
@@ -57,6 +60,8 @@ class ImageFolderSource:
                     ctx.drop("bad_input")
                     log.warning("source %s: %s is not a readable image; skipped", self.name, path)
                     continue
-                ctx.emit(image[..., ::-1].copy(), index * period if period else None)
+                ctx.emit(
+                    np.ascontiguousarray(image[..., ::-1], dtype=np.uint8), index * period if period else None
+                )
             if not self.spec.loop:
                 return

@@ -44,9 +44,9 @@ class HttpPushSource:
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-                log.debug("push %s: " + format, source.name, *args)
+                log.debug("push %s: %s", source.name, format % args)
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib hook name
+            def do_POST(self) -> None:
                 status, body = source._handle(self)
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -59,7 +59,8 @@ class HttpPushSource:
             self._server = ThreadingHTTPServer((self.spec.host, self.spec.port), Handler)
         except OSError as exc:
             raise SourceUnavailableError(
-                f"source {self.name!r}: cannot listen on {self.spec.host}:{self.spec.port}: {exc}", source=self.name
+                f"source {self.name!r}: cannot listen on {self.spec.host}:{self.spec.port}: {exc}",
+                source=self.name,
             ) from exc
         self._server.daemon_threads = True
         self._server.timeout = 0.2
@@ -78,7 +79,7 @@ class HttpPushSource:
         if image is None:
             ctx.drop("bad_input")
             return 400, {"error": "body is not a decodable image"}
-        ctx.emit(image[..., ::-1].copy(), None)
+        ctx.emit(np.ascontiguousarray(image[..., ::-1], dtype=np.uint8), None)
         return 202, {"source": self.name, "accepted": True}
 
     def run(self, ctx: SourceContext) -> None:

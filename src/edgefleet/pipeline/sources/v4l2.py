@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgefleet.pipeline.errors import SourceNotFoundError, SourceUnavailableError
 from edgefleet.pipeline.sources.base import Backoff, SourceContext
 from edgefleet.pipeline.spec import V4l2SourceSpec
@@ -263,7 +265,9 @@ def _size_cost(size: tuple[int, int], width: int, height: int) -> tuple[int, int
     return too_small, abs(size[0] * size[1] - width * height)
 
 
-def negotiate(device: V4l2Device, *, width: int, height: int, fps: float, prefer: str | None = None) -> Negotiated:
+def negotiate(
+    device: V4l2Device, *, width: int, height: int, fps: float, prefer: str | None = None
+) -> Negotiated:
     """Pick a pixel format (``prefer`` if offered, else the first FFmpeg decodes), the size and
     rate nearest to those asked, set them, and return what the driver accepted."""
     formats = [f.pixelformat for f in device.formats()]
@@ -312,7 +316,8 @@ class V4l2Source:
         if not Path(path).exists():
             present = sorted(p.name for p in self._dev_dir.glob("video*"))
             raise SourceNotFoundError(
-                f"source {self.name!r}: camera {path} does not exist; cameras here: {', '.join(present) or 'none'}",
+                f"source {self.name!r}: camera {path} does not exist; "
+                f"cameras here: {', '.join(present) or 'none'}",
                 code="pipeline.camera_not_found",
                 source=self.name,
                 device=path,
@@ -320,7 +325,9 @@ class V4l2Source:
         try:
             fd = self._open_fd(path)
         except OSError as exc:
-            raise SourceUnavailableError(f"source {self.name!r}: cannot open {path}: {exc}", source=self.name) from exc
+            raise SourceUnavailableError(
+                f"source {self.name!r}: cannot open {path}: {exc}", source=self.name
+            ) from exc
         try:
             device = V4l2Device(fd, ioctl=self._ioctl)
             self.capability = device.query_capability()
@@ -330,7 +337,9 @@ class V4l2Source:
                     source=self.name,
                 )
             s = self.spec
-            self.negotiated = negotiate(device, width=s.width, height=s.height, fps=s.fps, prefer=s.pixel_format)
+            self.negotiated = negotiate(
+                device, width=s.width, height=s.height, fps=s.fps, prefer=s.pixel_format
+            )
             log.info("source %s: %s negotiated %s", self.name, path, self.negotiated)
         finally:
             os.close(fd)
@@ -348,7 +357,9 @@ class V4l2Source:
         backoff = Backoff(0.5, 10.0, 2.0)
         while not ctx.stop.is_set():
             try:
-                container = opener(self.spec.device, format="video4linux2", options=self.negotiated.ffmpeg_options)
+                container = opener(
+                    self.spec.device, format="video4linux2", options=self.negotiated.ffmpeg_options
+                )
             except (av.FFmpegError, OSError) as exc:
                 ctx.up(False)
                 delay = backoff.next_delay()
@@ -367,7 +378,10 @@ class V4l2Source:
                         ctx.drop("decode_error")
                         continue
                     for frame in frames:
-                        ctx.emit(frame.to_ndarray(format="rgb24"), float(frame.time) if frame.time is not None else None)
+                        ctx.emit(
+                            np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8),
+                            float(frame.time) if frame.time is not None else None,
+                        )
                         backoff.reset()
             except (av.FFmpegError, OSError) as exc:
                 log.warning("source %s: capture error: %s", self.name, str(exc))

@@ -97,10 +97,17 @@ class VideoSource:
                     ) from exc
                 ctx.up(False)
                 delay = backoff.next_delay()
-                log.warning("source %s: cannot open %s (%s); retry in %.1fs", self.name, self.location, str(exc), delay)
+                log.warning(
+                    "source %s: cannot open %s (%s); retry in %.1fs",
+                    self.name,
+                    self.location,
+                    str(exc),
+                    delay,
+                )
                 if backoff.exhausted():
                     raise SourceUnavailableError(
-                        f"source {self.name!r}: {self.location} unreachable after {backoff.failures} attempts",
+                        f"source {self.name!r}: {self.location} unreachable "
+                        f"after {backoff.failures} attempts",
                         source=self.name,
                     ) from exc
                 ctx.stop.wait(delay)
