@@ -6,11 +6,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from edgefleet.pipeline.frame import Frame
 
-__all__ = ["EveryBuffer", "FrameBuffer", "LatestBuffer"]
+__all__ = ["EveryBuffer", "FrameBuffer", "LatestBuffer", "LatestSlot"]
 
 
 class FrameBuffer(Protocol):
@@ -92,3 +92,33 @@ class EveryBuffer:
     @property
     def drained(self) -> bool:
         return self._closed.is_set() and self._queue.empty()
+
+
+class LatestSlot:
+    """A one-place hand-off for the ``latest`` policy: ``put`` replaces a value still waiting
+    (and returns it, so its frames are counted as stale) instead of blocking."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+        self._full = False
+        self._cond = threading.Condition()
+
+    def put(self, value: Any) -> Any:
+        with self._cond:
+            old = self._value if self._full else None
+            self._value, self._full = value, True
+            self._cond.notify()
+            return old
+
+    @property
+    def full(self) -> bool:
+        with self._cond:
+            return self._full
+
+    def get(self, timeout: float) -> tuple[bool, Any]:
+        """``(True, value)``, or ``(False, None)`` after ``timeout``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._full, timeout=timeout):
+                return False, None
+            value, self._value, self._full = self._value, None, False
+            return True, value

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgefleet.errors import EdgefleetError
-from edgefleet.pipeline.buffers import EveryBuffer, FrameBuffer, LatestBuffer
+from edgefleet.pipeline.buffers import EveryBuffer, FrameBuffer, LatestBuffer, LatestSlot
 from edgefleet.pipeline.build import ModelStage, build_all
 from edgefleet.pipeline.crops import crop_region
 from edgefleet.pipeline.frame import Frame, Item
@@ -99,9 +99,13 @@ class Pipeline:
             self._buffer = LatestBuffer(lambda f: self.metrics.dropped(f.source, "stale"))
         else:
             self._buffer = EveryBuffer(size * max(1, len(self.sources)))
+        latest = self.settings.policy == "latest"
+        # under `latest` the batch waiting for inference is replaced by a fresher one (its frames
+        # count as stale) and the later queues hold one item: nothing queues up behind a slow stage
+        self._slot: LatestSlot | None = LatestSlot() if latest else None
         self._q_infer: queue.Queue[Any] = queue.Queue(maxsize=size)
-        self._q_post: queue.Queue[Any] = queue.Queue(maxsize=size)
-        self._q_sink: queue.Queue[Any] = queue.Queue(maxsize=size)
+        self._q_post: queue.Queue[Any] = queue.Queue(maxsize=1 if latest else size)
+        self._q_sink: queue.Queue[Any] = queue.Queue(maxsize=1 if latest else size)
         self._metrics_server: Any = None
         self._started = 0.0
 
@@ -178,6 +182,11 @@ class Pipeline:
         if self._errors and self._out == 0:
             raise self._errors[0]
         return self.summary()
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port Prometheus metrics are served on (``metrics_port = 0`` picks a free one)."""
+        return int(self._metrics_server[0].server_port) if self._metrics_server is not None else None
 
     @property
     def errors(self) -> list[BaseException]:
@@ -277,14 +286,35 @@ class Pipeline:
                 self._drop_items([Item(f) for f in frames], "bad_input", exc)
                 continue
             self._observe("preprocess", t0)
-            if not self._put(self._q_infer, _Batch([Item(f) for f in frames], tensor, geoms)):
+            if not self._put_infer(_Batch([Item(f) for f in frames], tensor, geoms)):
                 return
-        self._put(self._q_infer, _END)
+        self._put_infer(_END)
+
+    def _put_infer(self, batch: Any) -> bool:
+        if self._slot is None:
+            return self._put(self._q_infer, batch)
+        if batch is _END:  # the end waits for the last batch to be taken, never replaces it
+            while not self._stop.is_set() and self._slot.full:
+                self._stop.wait(0.01)
+        replaced = self._slot.put(batch)
+        if isinstance(replaced, _Batch):
+            for item in replaced.items:
+                self.metrics.dropped(item.frame.source, "stale")
+        return True
+
+    def _get_infer(self) -> Any:
+        if self._slot is None:
+            return self._get(self._q_infer)
+        while not self._stop.is_set():
+            ok, value = self._slot.get(timeout=0.1)
+            if ok:
+                return value
+        return _END
 
     def _infer_loop(self) -> None:
         stage = self.stages[0]
         while True:
-            batch = self._get(self._q_infer)
+            batch = self._get_infer()
             if batch is _END:
                 break
             t0 = self._monotonic()
