@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import pytest
@@ -101,12 +102,12 @@ url = "clip.mkv"
 
 
 class _Collector(BaseHTTPRequestHandler):
-    bodies: list[dict[str, object]] = []
+    bodies: ClassVar[list[dict[str, object]]] = []
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).bodies.append(json.loads(body))
         self.send_response(204)

@@ -1,0 +1,109 @@
+"""The remote inference seam: a pipeline whose model sits behind a KServe v2 gRPC endpoint.
+
+The endpoint is a real gRPC server speaking the Open Inference Protocol (tritonclient's own
+service definition) with ONNX Runtime behind it; the pipeline reaches it through tritonclient.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from edgefleet.pipeline.runner import Pipeline
+from edgefleet.pipeline.specfile import parse_spec
+
+from .media import write_video
+
+pytestmark = pytest.mark.integration
+
+
+class OrtKServe(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.calls = 0
+
+    def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return service_pb2.ServerLiveResponse(live=True)
+
+    def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        def tensor(t: Any) -> Any:
+            shape = [d if isinstance(d, int) else -1 for d in t.shape]
+            return service_pb2.ModelMetadataResponse.TensorMetadata(name=t.name, datatype="FP32", shape=shape)
+
+        return service_pb2.ModelMetadataResponse(
+            name=self.name,
+            platform="onnxruntime_onnx",
+            inputs=[tensor(t) for t in self.session.get_inputs()],
+            outputs=[tensor(t) for t in self.session.get_outputs()],
+        )
+
+    def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        self.calls += 1
+        feeds = {
+            t.name: np.frombuffer(raw, np.float32).reshape(list(t.shape))
+            for t, raw in zip(request.inputs, request.raw_input_contents, strict=True)
+        }
+        names = [o.name for o in self.session.get_outputs()]
+        results = self.session.run(names, feeds)
+        response = service_pb2.ModelInferResponse(model_name=self.name, id=request.id)
+        for name, value in zip(names, results, strict=True):
+            out = response.outputs.add()
+            out.name, out.datatype = name, "FP32"
+            out.shape.extend(value.shape)
+            response.raw_output_contents.append(np.ascontiguousarray(value, np.float32).tobytes())
+        return response
+
+
+def test_pipeline_runs_its_model_on_a_kserve_v2_grpc_endpoint(
+    tmp_path: Path, orientation_model: Path
+) -> None:
+    """Same spec as in-process, with ``url`` instead of ``path``; results match in-process ones."""
+    service = OrtKServe("orientation", orientation_model)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        write_video(tmp_path / "clip.mkv", 8)
+        common = """
+[pipeline]
+policy = "every"
+[[sources]]
+kind = "video"
+name = "cam"
+url = "clip.mkv"
+[[models]]
+name = "orientation"
+{where}
+[models.preprocess]
+resize = {{ width = 224, height = 224 }}
+[models.postprocess]
+kind = "classify"
+labels = ["0", "90", "180", "270"]
+[[sinks]]
+kind = "jsonl"
+path = "{out}"
+"""
+        remote = parse_spec(common.format(where=f'url = "grpc://127.0.0.1:{port}"', out="remote.jsonl"))
+        local = parse_spec(common.format(where=f'path = "{orientation_model}"', out="local.jsonl"))
+        assert Pipeline(remote, base_dir=tmp_path).run().frames_out == 8
+        assert Pipeline(local, base_dir=tmp_path).run().frames_out == 8
+    finally:
+        server.stop(None)
+    assert service.calls == 8
+    remote_lines = [json.loads(x)["results"] for x in (tmp_path / "remote.jsonl").read_text().splitlines()]
+    local_lines = [json.loads(x)["results"] for x in (tmp_path / "local.jsonl").read_text().splitlines()]
+    for r, l in zip(remote_lines, local_lines, strict=True):
+        assert r["orientation"]["top"][0]["label"] == l["orientation"]["top"][0]["label"]
+        assert r["orientation"]["top"][0]["score"] == pytest.approx(
+            l["orientation"]["top"][0]["score"], abs=1e-4
+        )
