@@ -32,9 +32,12 @@ class OrtKServe(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[
         self.calls = 0
 
     def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802
+        del request, context
         return service_pb2.ServerLiveResponse(live=True)
 
     def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        del request, context
+
         def tensor(t: Any) -> Any:
             shape = [d if isinstance(d, int) else -1 for d in t.shape]
             return service_pb2.ModelMetadataResponse.TensorMetadata(name=t.name, datatype="FP32", shape=shape)
@@ -47,6 +50,7 @@ class OrtKServe(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[
         )
 
     def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        del context
         self.calls += 1
         feeds = {
             t.name: np.frombuffer(raw, np.float32).reshape(list(t.shape))
