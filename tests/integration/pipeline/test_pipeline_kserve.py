@@ -93,6 +93,7 @@ resize = {{ width = 224, height = 224 }}
 [models.postprocess]
 kind = "classify"
 labels = ["0", "90", "180", "270"]
+top_k = 1
 [[sinks]]
 kind = "jsonl"
 path = "{out}"
@@ -106,8 +107,8 @@ path = "{out}"
     assert service.calls == 8
     remote_lines = [json.loads(x)["results"] for x in (tmp_path / "remote.jsonl").read_text().splitlines()]
     local_lines = [json.loads(x)["results"] for x in (tmp_path / "local.jsonl").read_text().splitlines()]
-    for r, l in zip(remote_lines, local_lines, strict=True):
-        assert r["orientation"]["top"][0]["label"] == l["orientation"]["top"][0]["label"]
-        assert r["orientation"]["top"][0]["score"] == pytest.approx(
-            l["orientation"]["top"][0]["score"], abs=1e-4
-        )
+    for remote_result, local_result in zip(remote_lines, local_lines, strict=True):
+        (got,) = remote_result["orientation"]["top"]
+        (want,) = local_result["orientation"]["top"]
+        assert got["label"] == want["label"]
+        assert got["score"] == pytest.approx(want["score"], abs=1e-4)

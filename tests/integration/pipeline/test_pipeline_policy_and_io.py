@@ -150,7 +150,7 @@ kind = "mjpeg"
             ok, jpeg = cv2.imencode(".jpg", synthetic_frame(i))
             assert ok
             request = urllib.request.Request(url, data=jpeg.tobytes(), method="POST")
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
                 assert response.status == 202
         with pytest.raises(urllib.error.HTTPError) as bad:
             urllib.request.urlopen(urllib.request.Request(url, data=b"garbage", method="POST"), timeout=10)
