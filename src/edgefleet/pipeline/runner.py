@@ -51,6 +51,8 @@ class RunSummary:
     seconds: float
     latency_p50_s: float | None
     latency_p99_s: float | None
+    steady_fps: float | None
+    """Results per second from the first result to the last (start-up and warm-up excluded)."""
 
 
 @dataclass
@@ -91,6 +93,8 @@ class Pipeline:
         self._index: dict[str, int] = {}
         self._last_taken: dict[str, float] = {}
         self._out = 0
+        self._first_out: float | None = None
+        self._last_out: float | None = None
         self._done = threading.Event()
         self.latencies: deque[float] = deque(maxlen=100_000)
         self._buffer: FrameBuffer
@@ -205,7 +209,12 @@ class Pipeline:
                     reason = sample.labels["reason"]
                     dropped[reason] = dropped.get(reason, 0) + int(sample.value)
         frames_in = sum(self._index.values())
-        return RunSummary(frames_in, self._out, dropped, self._monotonic() - self._started, q(0.5), q(0.99))
+        steady = None
+        if self._first_out is not None and self._last_out is not None and self._last_out > self._first_out:
+            steady = (self._out - 1) / (self._last_out - self._first_out)
+        return RunSummary(
+            frames_in, self._out, dropped, self._monotonic() - self._started, q(0.5), q(0.99), steady
+        )
 
     # -- sources ---------------------------------------------------------------------------
 
@@ -392,6 +401,9 @@ class Pipeline:
             self.metrics.latency_seconds.labels(source=item.frame.source).observe(latency)
             self.metrics.frames_out.labels(source=item.frame.source).inc()
             self._out += 1
+            if self._first_out is None:
+                self._first_out = done
+            self._last_out = done
             if limit is not None and self._out >= limit:
                 self._stop.set()
                 break
