@@ -34,6 +34,7 @@ from edgefleet.pipeline.spec import (
     SinkSpec,
     SourceSpec,
     V4l2SourceSpec,
+    VideoSinkSpec,
     VideoSourceSpec,
     WebhookSinkSpec,
     YoloPost,
@@ -182,6 +183,10 @@ def build_sink(spec: SinkSpec, base_dir: Path, *, pipeline: str) -> Sink:
         from edgefleet.pipeline.sinks.webhook import WebhookSink
 
         return WebhookSink(spec)
+    if isinstance(spec, VideoSinkSpec):
+        from edgefleet.pipeline.sinks.video import VideoFileSink
+
+        return VideoFileSink(spec, resolve_path(spec.path, base_dir, key="sinks.path"))
     assert isinstance(spec, MjpegSinkSpec)  # noqa: S101 - the union is closed
     from edgefleet.pipeline.sinks.preview import MjpegPreviewSink
 

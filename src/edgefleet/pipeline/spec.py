@@ -32,6 +32,7 @@ __all__ = [
     "SinkSpec",
     "SourceSpec",
     "V4l2SourceSpec",
+    "VideoSinkSpec",
     "VideoSourceSpec",
     "WebhookSinkSpec",
     "YoloPost",
@@ -304,8 +305,19 @@ class MjpegSinkSpec(_Spec):
     quality: Annotated[int, Field(ge=1, le=100)] = 80
 
 
+class VideoSinkSpec(_Spec):
+    """Annotated frames encoded into a video file (FFmpeg through PyAV)."""
+
+    kind: Literal["video"]
+    path: str
+    codec: str = "mpeg4"
+    """FFmpeg encoder name (``mpeg4``, ``libx264`` where FFmpeg has it, ``mjpeg``...)."""
+    fps: Annotated[int, Field(ge=1, le=240)] = 30
+
+
 SinkSpec = Annotated[
-    JsonlSinkSpec | MqttSinkSpec | WebhookSinkSpec | MjpegSinkSpec, Field(discriminator="kind")
+    JsonlSinkSpec | MqttSinkSpec | WebhookSinkSpec | MjpegSinkSpec | VideoSinkSpec,
+    Field(discriminator="kind"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import pytest
 
 from edgefleet.pipeline.runner import Pipeline
@@ -57,6 +58,11 @@ kind = "ctc"
 [[sinks]]
 kind = "jsonl"
 path = "ocr.jsonl"
+
+[[sinks]]
+kind = "video"
+path = "annotated.mkv"
+fps = 5
 """
 
 
@@ -84,3 +90,11 @@ def test_pipeline_ocr_reads_back_rendered_words(tmp_path: Path) -> None:
     hits = sum(1 for w in expected if w in read)
     accuracy = hits / len(expected)
     assert accuracy >= 0.8, (accuracy, read)
+
+    with av.open(str(tmp_path / "annotated.mkv")) as video:
+        frames = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
+    assert len(frames) == len(PAGES)
+    first = frames[0]
+    assert first.shape[1] == 800
+    green = (first[..., 1] > 180) & (first[..., 0] < 90) & (first[..., 2] < 90)
+    assert green.sum() > 100  # the detected boxes are drawn
