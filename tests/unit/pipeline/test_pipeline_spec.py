@@ -143,3 +143,38 @@ def test_pipeline_spec_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PipelineSpecError, match="does not exist") as info:
         load_spec(tmp_path / "nope.toml")
     assert info.value.code == "pipeline.spec_not_found"
+
+
+def test_pipeline_spec_lines_survive_dotted_keys_multiline_arrays_and_comments() -> None:
+    text = """\
+# a comment with [brackets] = "not a table"
+pipeline.name = "x"
+
+[[sources]]
+kind = "video"
+name = "a"
+url = "a.mp4"
+
+[[sources]]
+kind = "video"
+name = "b"
+url = "b.mp4"
+reconnect.initial_s = 1
+
+[[models]]
+name = "m"
+path = "m.onnx"
+preprocess.mean = [
+    0.5,
+    0.5,
+    0.5,
+]
+preprocess.std = [0.1, 0.1, 0.0]
+postprocess = { kind = "classify" }
+"""
+    err = _error(text)
+    assert err.fields["key"] == "models[0].preprocess"
+    assert err.fields["line"] == 18  # the first line of the preprocess keys
+    assert "std values must not be 0" in err.message
+    err = _error(text.replace("reconnect.initial_s = 1", "reconnect.initial_s = -1"))
+    assert err.fields == {"key": "sources[1].reconnect.initial_s", "line": 13}
