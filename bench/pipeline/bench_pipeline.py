@@ -60,10 +60,23 @@ def make_video(path: Path, frames: int, fps: int) -> None:
     with av.open(str(path), "w") as c:
         s = c.add_stream("mpeg4", rate=fps)
         s.width, s.height, s.pix_fmt = 640, 480, "yuv420p"
+        # a light page with lines of text scrolling across it, and a little sensor noise
+        page = np.full((480, 1280, 3), 235, np.uint8)
+        for k in range(8):
+            cv2.putText(
+                page,
+                f"GATE {k} LINE {k * 37} EDGE",
+                (20, 50 + 55 * k),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                1.2,
+                (20, 20, 20),
+                2,
+            )
         rng = np.random.default_rng(0)
-        base = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+        noise = rng.integers(0, 12, (480, 640, 3), dtype=np.uint8)
         for i in range(frames):
-            img = np.roll(base, i * 4, axis=1)
+            x = (i * 4) % 640
+            img = page[:, x : x + 640] - noise
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
         for p in s.encode():

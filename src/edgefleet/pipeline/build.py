@@ -93,7 +93,9 @@ def load_model(spec: ModelSpec, base_dir: Path, key: str) -> Model:
     if spec.path is not None:
         from edgefleet.pipeline.local_model import OnnxModel
 
-        return OnnxModel(resolve_path(spec.path, base_dir, key=f"{key}.path"), threads=spec.threads)
+        return OnnxModel(
+            resolve_path(spec.path, base_dir, key=f"{key}.path"), threads=spec.threads, spinning=spec.spinning
+        )
     from edgefleet.pipeline.kserve_model import KServeModel
 
     assert spec.url is not None  # noqa: S101 - the spec requires path or url

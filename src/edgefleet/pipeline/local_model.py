@@ -26,13 +26,17 @@ _ORT_TYPES = {
 
 
 class OnnxModel:
-    """An ``onnxruntime.InferenceSession`` on the CPU (ORT releases the GIL while it runs)."""
+    """An ``onnxruntime.InferenceSession`` on the CPU (ORT releases the GIL while it runs).
+
+    Intra-op threads do not spin-wait by default: in a pipeline other threads (decoding,
+    pre/post-processing) share the CPUs, and spinning takes their time."""
 
     def __init__(
         self,
         path: Path,
         *,
         threads: int | None = None,
+        spinning: bool = False,
         cpu_threads: Callable[[], int] = lambda: read_cpu_budget().threads,
     ) -> None:
         import onnxruntime as ort
@@ -45,6 +49,8 @@ class OnnxModel:
         opts.intra_op_num_threads = threads or cpu_threads()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # spinning intra-op threads burn the cycles the decode and pre/post-processing threads need
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         try:
             self._session = ort.InferenceSession(
                 str(path), sess_options=opts, providers=["CPUExecutionProvider"]

@@ -254,6 +254,9 @@ class ModelSpec(_Spec):
     """Model name on the KServe endpoint; the spec's model ``name`` when unset."""
     threads: Annotated[int, Field(ge=1, le=256)] | None = None
     """Intra-op threads for an in-process model; the process's CPU budget when unset."""
+    spinning: bool = False
+    """Let ONNX Runtime's idle threads spin-wait: a little lower latency on CPUs nothing else uses;
+    off by default because decoding and pre/post-processing threads need those cycles."""
     on: str = "frame"
     """``frame``, or the name of an earlier model whose boxes are cropped and fed to this one."""
     preprocess: PreprocessSpec = PreprocessSpec()
