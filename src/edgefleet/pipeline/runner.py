@@ -96,6 +96,7 @@ class Pipeline:
         self._first_out: float | None = None
         self._last_out: float | None = None
         self._done = threading.Event()
+        self._stopped = False
         self.latencies: deque[float] = deque(maxlen=100_000)
         self._buffer: FrameBuffer
         size = self.settings.queue_size
@@ -158,6 +159,10 @@ class Pipeline:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every thread, then close sources, sinks and models. Safe to call twice."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
         self._stop.set()
         self._buffer.close()
         for t in [*self._source_threads, *self._threads]:
@@ -168,6 +173,8 @@ class Pipeline:
                 part.close()
             except (OSError, EdgefleetError) as exc:
                 log.warning("closing %s failed: %s", getattr(part, "name", part), exc)
+        for stage in self.stages:
+            stage.model.close()
         if self._metrics_server is not None:
             server, thread = self._metrics_server
             server.shutdown()
