@@ -155,6 +155,7 @@ kind = "mjpeg"
         with pytest.raises(urllib.error.HTTPError) as bad:
             urllib.request.urlopen(urllib.request.Request(url, data=b"garbage", method="POST"), timeout=10)
         assert bad.value.code == 400
+        bad.value.close()
 
         deadline = time.monotonic() + 10
         while len(collector.bodies) < 3 and time.monotonic() < deadline:
