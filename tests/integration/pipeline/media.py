@@ -45,7 +45,7 @@ def text_image(lines: list[str], *, size: int = 40, width: int = 800) -> Image.I
         x = 24.0
         for word in line.split():  # word by word, with a clear gap: the font's space is narrow
             draw.text((x, 20 + k * int(size * 2)), word, fill="black", font=font)
-            x += draw.textlength(word, font=font) + size * 0.6
+            x += draw.textlength(word, font=font) + size * 1.0
     return img
 
 
