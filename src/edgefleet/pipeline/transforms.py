@@ -80,7 +80,7 @@ def letterbox(
     canvas = np.full((height, width, image.shape[2]), pad_value, dtype=np.uint8)
     px, py = (width - nw) // 2, (height - nh) // 2
     canvas[py : py + nh, px : px + nw] = resize(image, nw, nh)
-    return canvas, Geometry(nw / w, nh / h, px, py, w, h, width, height)
+    return canvas, Geometry(nw / w, nh / h, px, py, w, h, nw, nh)
 
 
 def _sized(image: npt.NDArray[np.uint8], spec: ResizeSpec) -> tuple[npt.NDArray[np.uint8], Geometry]:

@@ -29,7 +29,7 @@ def test_pipeline_color_conversion_swaps_or_collapses_channels() -> None:
 def test_pipeline_letterbox_keeps_aspect_and_maps_boxes_back() -> None:
     canvas, geom = letterbox(_image(100, 200), 64, 64, pad_value=114)
     assert canvas.shape == (64, 64, 3)
-    assert (geom.width, geom.height, geom.pad_x, geom.pad_y) == (64, 64, 0, 16)
+    assert (geom.width, geom.height, geom.pad_x, geom.pad_y) == (64, 32, 0, 16)
     assert canvas[0, 0].tolist() == [114, 114, 114]
     assert canvas[32, 32].tolist() == [200, 0, 10]
     back = geom.to_source(np.array([[0, 16, 64, 48]], np.float32))
