@@ -33,4 +33,3 @@ class Item:
 
     frame: Frame
     results: dict[str, Any] = field(default_factory=dict)
-    stage_times: dict[str, float] = field(default_factory=dict)
