@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,38 @@ def test_pipeline_cli_missing_camera_is_a_clear_error(tmp_path: Path) -> None:
     err = " ".join(run.stderr.split())
     assert "camera /dev/video97 does not exist" in err
     assert "pipeline.camera_not_found" in err
+
+
+def test_pipeline_cli_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """A looping source runs until SIGTERM; the command then flushes, prints its summary, exits 0."""
+    write_video(tmp_path / "clip.mkv", 30)
+    spec = tmp_path / "loop.toml"
+    spec.write_text(
+        SPEC.replace('policy = "every"', 'policy = "latest"').replace(
+            'url = "clip.mkv"', 'url = "clip.mkv"\nloop = true'
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgefleet", "pipeline", "run", str(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    results = tmp_path / "results.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            not results.exists() or len(results.read_text().splitlines()) < 5
+        ) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "frames in" in out
+    lines = results.read_text().splitlines()
+    assert len(lines) >= 5
+    assert all(json.loads(x)["source"] == "cam" for x in lines)  # every line complete
