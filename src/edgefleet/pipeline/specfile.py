@@ -70,7 +70,7 @@ def parse_spec(text: str, *, fmt: str = "toml", origin: str = "<spec>") -> Pipel
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = _data_loc(data, tuple(err["loc"]))
+        loc = _data_loc(data, tuple(err["loc"]), missing=err["type"] == "missing")
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, "kind")
         raise _spec_error(origin, loc, lines, _message(err), count=len(exc.errors())) from exc
@@ -106,8 +106,9 @@ def _message(err: Any) -> str:
     return msg
 
 
-def _data_loc(data: Any, loc: Loc) -> Loc:
-    """Drop the parts of a pydantic location that are not in the data (union tags, validator names)."""
+def _data_loc(data: Any, loc: Loc, *, missing: bool = False) -> Loc:
+    """Drop the parts of a pydantic location that are not in the data (union tags, validator names);
+    a ``missing`` key is named, and its table's line is the best line for it."""
     out: list[str | int] = []
     node = data
     for part in loc:
@@ -116,15 +117,9 @@ def _data_loc(data: Any, loc: Loc) -> Loc:
         if in_dict or in_list:
             node = node[part]
             out.append(part)
-        elif isinstance(node, dict) and isinstance(part, str) and part not in node and part in _LEAF_OK:
-            out.append(part)  # a missing required key: name it, its table's line is the best line
-            break
+    if missing and loc and loc[-1] not in out[-1:]:
+        out.append(loc[-1])
     return tuple(out)
-
-
-_LEAF_OK = frozenset(
-    {"kind", "name", "url", "path", "postprocess", "dictionary", "width", "height", "sources", "models"}
-)
 
 
 def _key_text(loc: Loc) -> str:

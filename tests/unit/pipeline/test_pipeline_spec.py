@@ -178,3 +178,12 @@ postprocess = { kind = "classify" }
     assert "std values must not be 0" in err.message
     err = _error(text.replace("reconnect.initial_s = 1", "reconnect.initial_s = -1"))
     assert err.fields == {"key": "sources[1].reconnect.initial_s", "line": 13}
+
+
+def test_pipeline_spec_missing_required_key_is_named_at_its_table() -> None:
+    err = _error(GOOD_TOML.replace('url = "rtsp://10.0.0.5/stream"\n', ""))
+    assert err.fields == {"key": "sources[0].url", "line": 6}
+    assert "Field required" in err.message
+    err = _error(GOOD_TOML.replace('kind = "yolo"\n', ""))
+    assert err.fields["key"] == "models[0].postprocess.kind"
+    assert err.fields["line"] == 16
