@@ -128,3 +128,41 @@ kind = "classify"
         pipeline.run()
     assert time.monotonic() - t0 < 10
     assert pipeline.metrics.value("edgefleet_pipeline_source_reconnects_total", source="gone") == 3
+
+
+def test_pipeline_http_mpegts_stream_cut_mid_file_reconnects(tmp_path: Path, orientation_model: Path) -> None:
+    """An MPEG-TS stream over HTTP whose first connection is cut halfway: the pipeline reconnects
+    and gets the whole stream on the second connection."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from .media import write_video
+
+    data = write_video(tmp_path / "clip.ts", 60).read_bytes()
+    connections: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            connections.append(1)
+            body = data if len(connections) > 1 else data[: len(data) // 2]
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.ts"
+        pipeline = Pipeline(_spec(url, max_frames=70), base_dir=tmp_path)
+        summary = pipeline.run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert summary.frames_out == 70
+    assert len(connections) >= 2
+    assert pipeline.metrics.value("edgefleet_pipeline_source_reconnects_total", source="cam") >= 1
