@@ -146,7 +146,7 @@ def test_pipeline_http_mpegts_stream_cut_mid_file_reconnects(tmp_path: Path, ori
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             connections.append(1)
             body = data if len(connections) > 1 else data[: len(data) // 2]
             self.send_response(200)
