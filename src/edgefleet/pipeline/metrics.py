@@ -8,10 +8,11 @@ from edgefleet.telemetry.metrics import metric_name, new_registry
 
 __all__ = ["DROP_REASONS", "PipelineMetrics"]
 
-DROP_REASONS = ("stale", "max_fps", "decode_error", "bad_input", "inference_error", "sink_error")
+DROP_REASONS = ("stale", "max_fps", "decode_error", "bad_input", "inference_error")
 """Why a frame was dropped: ``stale`` (a newer one replaced it under ``latest``), ``max_fps``
 (over the rate cap), ``decode_error``, ``bad_input`` (an undecodable pushed/folder image),
-``inference_error`` (a model call failed), ``sink_error`` (counted per sink write)."""
+``inference_error`` (a model call, or the pre/post-processing around it, failed). Failed sink
+writes are counted apart, per sink."""
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
