@@ -19,6 +19,7 @@ from rich.table import Table
 from edgefleet import __version__
 from edgefleet.cli import bundle as bundle_cli
 from edgefleet.cli import keys as keys_cli
+from edgefleet.cli import pipeline as pipeline_cli
 from edgefleet.cli import probe as probe_cli
 from edgefleet.cli import run as run_cli
 from edgefleet.cli import tune as tune_cli
@@ -80,6 +81,7 @@ app.command("run", context_settings={"allow_interspersed_args": False})(run_cli.
 app.add_typer(tune_cli.tune_app)
 app.add_typer(bundle_cli.app, name="bundle")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(pipeline_cli.pipeline_app, name="pipeline")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

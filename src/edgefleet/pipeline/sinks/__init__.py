@@ -1,0 +1,1 @@
+"""Result sinks: JSON Lines, MQTT, webhooks, MJPEG preview, annotated video files."""

@@ -1,0 +1,1 @@
+"""Frame sources: video files and streams, image folders, HTTP push, V4L2 cameras."""
