@@ -68,6 +68,14 @@ def show_config(ctx: typer.Context) -> None:
     c.out.print(table)
 
 
+from edgefleet.cli.bench import bench  # noqa: E402
+
+app.command("bench")(bench)
+from edgefleet.cli.optimize import optimize  # noqa: E402
+
+app.command("optimize")(optimize)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `edgefleet` executable."""
     err = Console(stderr=True)

@@ -1,0 +1,1 @@
+"""Model execution on the device: ONNX Runtime sessions, providers, batching and offline optimization."""
