@@ -145,7 +145,8 @@ def _check_paths(plan: OptimizePlan) -> None:
     if plan.mode == "fp16" and plan.provider not in FP16_PROVIDERS:
         raise UnsupportedError(
             f"FP16 is refused for {plan.provider}: it has FP16 kernels for few operators, "
-            "so the model would run through casts and slower than FP32; use --int8 dynamic on CPU, or --provider with FP16 kernels",
+            "so the model would run through casts and slower than FP32; "
+            "on CPU use --int8, or pass a --provider with FP16 kernels",
             code="optimize.fp16_unsupported",
             provider=plan.provider,
             allowed=sorted(FP16_PROVIDERS),
