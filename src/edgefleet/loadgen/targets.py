@@ -338,6 +338,10 @@ def _fetch_metadata(call: Any) -> dict[str, Any]:
     try:
         metadata = call()
     except InferenceServerException as exc:
+        if str(exc.status()) == "StatusCode.UNAVAILABLE":
+            raise BenchTargetError(
+                f"cannot reach the endpoint: {exc.message()}", code="bench.target_unreachable"
+            ) from exc
         raise BenchTargetError(
             f"the endpoint did not return the model's metadata: {exc.message()} ({exc.status()})",
             code="bench.model_unavailable",
