@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +16,15 @@ from edgefleet.loadgen.targets import OrtTarget
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    r = subprocess.run(
         [sys.executable, "-m", "edgefleet", "bench", *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
+    r.stderr = " ".join(r.stderr.split())  # the console wraps long lines
+    return r
 
 
 @pytest.mark.integration
