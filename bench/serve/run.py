@@ -52,6 +52,7 @@ class Model:
     title: str
     path: Path
     shape: str  # full input shape for the bench, NAME=...
+    load: bool = True  # False: time to ready and memory only
 
 
 @dataclass
@@ -123,6 +124,13 @@ def models(peers_site: Path) -> dict[str, Model]:
             "PP-OCRv4 det 640x640 (rapidocr_onnxruntime, 4.7 MB)",
             peers_site / "rapidocr_onnxruntime" / "models" / "ch_PP-OCRv4_det_infer.onnx",
             "x=1x3x640x640",
+        ),
+        "ppocr-rec": Model(
+            "ppocr-rec",
+            "PP-OCRv4 rec (rapidocr_onnxruntime, 10.9 MB; start-up and memory only)",
+            peers_site / "rapidocr_onnxruntime" / "models" / "ch_PP-OCRv4_rec_infer.onnx",
+            "x=1x3x48x320",
+            load=False,
         ),
     }
 
@@ -302,7 +310,8 @@ def bench_model(
     print(f"== {model.title}", flush=True)
 
     # raw ONNX Runtime in this process, and the bare-process memory baseline
-    rows += run_rows("raw ORT", model, [("ort", "")], args, name)
+    if model.load:
+        rows += run_rows("raw ORT", model, [("ort", "")], args, name)
     shapes = {p.split("=")[0]: [int(d) for d in p.split("=")[1].split("x")] for p in [model.shape] if p}
     out = subprocess.run(
         [str(python), str(PEERS / "rss_probe.py"), str(model.path), json.dumps(shapes)],
@@ -348,7 +357,8 @@ def bench_model(
                 stat.ready_s = ready_s
                 time.sleep(1.0)
                 stat.idle_pss_mb = tree_pss_kb(pid) / 1024
-                rows += run_rows(label, model, protocols, args, name)
+                if model.load:
+                    rows += run_rows(label, model, protocols, args, name)
         except RuntimeError as exc:
             stat.note = str(exc)
             rows.append(Row(model.key, label, "-", note=f"did not start: {exc}"))
@@ -529,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per point (default 2)")
     parser.add_argument("--concurrency", default="1,4,16")
-    parser.add_argument("--models", default="pp-lcnet,resnet50-light,ppocr-det")
+    parser.add_argument("--models", default="pp-lcnet,resnet50-light,ppocr-det,ppocr-rec")
     parser.add_argument("--paths", default="edgefleet,mlserver,pytriton", help="servers besides raw ORT")
     parser.add_argument("--peers-venv", type=Path, default=HERE / ".peers-venv")
     parser.add_argument("--json-out", type=Path, default=HERE / "results" / "serve.json")

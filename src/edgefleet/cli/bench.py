@@ -108,9 +108,9 @@ def bench(  # noqa: PLR0917 - typer maps each parameter to one CLI option
 
     report, results = run_bench(plan, on_result=progress)
     target = report["target"]
-    where = target.get("url") or target.get("model")
+    where = f"{target['url']} · {model}" if target.get("url") else Path(model).name
     shapes = ", ".join(f"{t['name']}{t['shape']} {t['datatype']}" for t in report["inputs"]["tensors"])
-    c.out.print(render_table(f"{protocol} · {where} · {model} · {shapes}", results))
+    c.out.print(render_table(f"{protocol} · {where} · {shapes}", results))
     machine = report["machine"]
     c.out.print(
         f"[dim]{machine['cpu_model']} · {machine['logical_cpus']} CPUs (budget {machine['cpu_budget']}) · "

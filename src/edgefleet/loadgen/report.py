@@ -104,9 +104,9 @@ def build_report(
 
 def render_table(title: str, results: Sequence[RunResult]) -> Table:
     """One row per concurrency: throughput, percentiles, achieved concurrency, errors by kind."""
-    table = Table(title=title)
-    for name in ("conc.", "achieved", "requests", "req/s", "items/s", "p50 ms", "p90 ms", "p99 ms", "max ms"):
-        table.add_column(name, justify="right")
+    table = Table(title=title, caption="latency in ms; achieved = mean requests in flight")
+    for name in ("conc", "achieved", "reqs", "req/s", "items/s", "p50", "p90", "p99", "max"):
+        table.add_column(name, justify="right", no_wrap=True)
     table.add_column("errors")
     for r in results:
         lat = r.latency_ms

@@ -147,6 +147,7 @@ class OrtTarget:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: ORT's graph-cleanup warnings are noise here
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         try:
             self._session = ort.InferenceSession(str(model), options, providers=list(providers))

@@ -182,6 +182,7 @@ def _session(
         threads = read_cpu_budget().threads
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: ORT's graph-cleanup warnings are noise here
     if save_to is not None:
         options.optimized_model_filepath = str(save_to)
     source = model if isinstance(model, bytes) else str(model)
