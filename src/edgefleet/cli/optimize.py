@@ -71,6 +71,9 @@ def optimize(  # noqa: PLR0917 - typer maps each parameter to one CLI option
     image_std: Annotated[
         str, typer.Option("--image-std", help="Per-channel std for image samples.")
     ] = "1,1,1",
+    latency_runs: Annotated[
+        int, typer.Option("--latency-runs", min=5, help="Timed runs per model for the latency comparison.")
+    ] = 30,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing output (never the input).")
     ] = False,
@@ -109,6 +112,7 @@ def optimize(  # noqa: PLR0917 - typer maps each parameter to one CLI option
         threads=threads,
         image_mean=_triple(image_mean, "--image-mean"),
         image_std=_triple(image_std, "--image-std"),
+        latency_runs=latency_runs,
         force=force,
     )
     report = optimize_model(plan, progress=lambda msg: c.err.print(f"[dim]{msg}[/]"))

@@ -47,6 +47,8 @@ def test_dynamic_int8_shrinks_pp_lcnet_and_reports_agreement(lcnet_model: Path, 
         "dynamic",
         "--sample-count",
         "4",
+        "--latency-runs",
+        "10",
         "--json-out",
         str(report_path),
     )
