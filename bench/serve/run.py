@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,38 +257,51 @@ def mlserver_argv(python: Path, model: Path, name: str, work: Path, ports: dict[
     return [str(python.parent / "mlserver"), "start", str(repo)]
 
 
-def run_rows(
-    label: str,
-    model: Model,
-    protocols: list[tuple[str, str]],
-    args: argparse.Namespace,
-    name: str,
-) -> list[Row]:
-    """Bench each (protocol, url) against a started server; one Row each."""
+def measure_point(
+    model: Model, *, name: str, protocol: str, url: str, concurrency: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One closed-loop measurement of one path at one concurrency (its own connections and warm-up)."""
     from edgefleet.loadgen.bench import BenchPlan, run_bench
     from edgefleet.loadgen.inputs import parse_shape_overrides
 
-    rows = []
-    for protocol, url in protocols:
-        plan = BenchPlan(
-            model=name if protocol != "ort" else str(model.path),
-            protocol=protocol,  # type: ignore[arg-type]
-            url=url or None,
-            concurrency=args.concurrency,
-            duration_s=args.duration,
-            warmup_s=args.warmup,
-            shapes=parse_shape_overrides([model.shape] if model.shape else []),
-            threads=THREADS if protocol == "ort" else None,
-        )
-        row = Row(model.key, label, protocol)
-        try:
-            report, _ = run_bench(plan)
-            row.results = report["results"]
-        except Exception as exc:  # noqa: BLE001 - a failing path is reported in its row, the run goes on
-            row.note = f"failed: {exc}"
-        print(f"  {label:16} {protocol:12} " + summary(row), flush=True)
-        rows.append(row)
-    return rows
+    plan = BenchPlan(
+        model=name if protocol != "ort" else str(model.path),
+        protocol=protocol,  # type: ignore[arg-type]
+        url=url or None,
+        concurrency=(concurrency,),
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        shapes=parse_shape_overrides([model.shape] if model.shape else []),
+        threads=THREADS if protocol == "ort" else None,
+    )
+    report, _ = run_bench(plan)
+    result: dict[str, Any] = report["results"][0]
+    return result
+
+
+def aggregate(concurrency: int, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds (p50, p90, p99, throughput), errors summed, p50 range kept as the noise."""
+    timed = [x for x in samples if x["latency_ms"]]
+    errors: dict[str, int] = {}
+    for x in samples:
+        for kind, n in x["errors"].items():
+            errors[kind] = errors.get(kind, 0) + n
+    out: dict[str, Any] = {
+        "concurrency": concurrency,
+        "rounds": len(samples),
+        "requests": sum(x["requests"] for x in samples),
+        "errors_total": sum(errors.values()),
+        "errors": errors,
+        "items_per_s": statistics.median(x["items_per_s"] for x in samples),
+        "achieved_concurrency": statistics.median(x["achieved_concurrency"] for x in samples),
+        "latency_ms": None,
+    }
+    if timed:
+        quantiles = ("p50", "p90", "p99", "max")
+        out["latency_ms"] = {q: statistics.median(x["latency_ms"][q] for x in timed) for q in quantiles}
+        p50s = [x["latency_ms"]["p50"] for x in timed]
+        out["p50_range_ms"] = [min(p50s), max(p50s)]
+    return out
 
 
 def summary(row: Row) -> str:
@@ -301,17 +315,8 @@ def summary(row: Row) -> str:
     )
 
 
-def bench_model(
-    model: Model, args: argparse.Namespace, python: Path, work: Path
-) -> tuple[list[Row], list[ServerStat]]:
-    rows: list[Row] = []
-    stats: list[ServerStat] = []
-    name = model.path.stem
-    print(f"== {model.title}", flush=True)
-
-    # raw ONNX Runtime in this process, and the bare-process memory baseline
-    if model.load:
-        rows += run_rows("raw ORT", model, [("ort", "")], args, name)
+def baseline_pss(model: Model, python: Path) -> ServerStat:
+    """Memory of a bare Python process holding the same ORT session after one run."""
     shapes = {p.split("=")[0]: [int(d) for d in p.split("=")[1].split("x")] for p in [model.shape] if p}
     out = subprocess.run(
         [str(python), str(PEERS / "rss_probe.py"), str(model.path), json.dumps(shapes)],
@@ -325,48 +330,89 @@ def bench_model(
         base.idle_pss_mb = int(out.stdout.split()[-1]) / 1024
     else:
         base.note = out.stderr.strip()[-200:]
-    stats.append(base)
+    return base
 
-    servers: list[tuple[str, Any]] = []
+
+def start_servers(
+    model: Model, args: argparse.Namespace, python: Path, work: Path, stack: contextlib.ExitStack[Any]
+) -> tuple[list[tuple[Row, str]], list[Row], list[ServerStat]]:
+    """Start each server in turn (time to ready, idle memory); return the paths to measure."""
+    name = model.path.stem
+    launchers: list[tuple[str, Any]] = []
     if "edgefleet" in args.paths:
-        servers.append(("edgefleet serve", edgefleet_server))
+        launchers.append(("edgefleet serve", edgefleet_server))
     if "mlserver" in args.paths:
-        servers.append(("MLServer 1.7.1", mlserver_server))
+        launchers.append(("MLServer 1.7.1", mlserver_server))
     if "pytriton" in args.paths:
-        servers.append(("PyTriton 0.7.0", pytriton_server))
-    for label, start in servers:
+        launchers.append(("PyTriton 0.7.0", pytriton_server))
+    paths: list[tuple[Row, str]] = [(Row(model.key, "raw ORT", "ort"), "")]
+    skipped: list[Row] = []
+    stats: list[ServerStat] = []
+    for label, start in launchers:
         stat = ServerStat(model.key, label)
         stats.append(stat)
         ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
         try:
-            started = start(Launch(model, name, ports, python, work))
-        except SkipPathError as skip:
-            stat.note = str(skip)
-            rows.append(Row(model.key, label, "-", note=str(skip)))
-            print(f"  {label:16} skipped: {skip}", flush=True)
-            continue
-        argv, env, protocols = started
-        log = work / f"{model.key}-{label.split()[0]}.log"
-        try:
-            with server(
-                argv, env=env, ready_url=f"http://127.0.0.1:{ports['http']}/v2/models/{name}/ready", log=log
-            ) as (
-                pid,
-                ready_s,
-            ):
-                stat.ready_s = ready_s
-                time.sleep(1.0)
-                stat.idle_pss_mb = tree_pss_kb(pid) / 1024
-                if model.load:
-                    rows += run_rows(label, model, protocols, args, name)
-        except RuntimeError as exc:
+            argv, env, protocols = start(Launch(model, name, ports, python, work, args.edgefleet))
+            ready_url = f"http://127.0.0.1:{ports['http']}/v2/models/{name}/ready"
+            log = work / f"{model.key}-{label.split()[0]}.log"
+            pid, stat.ready_s = stack.enter_context(server(argv, env=env, ready_url=ready_url, log=log))
+        except (SkipPathError, RuntimeError) as exc:
             stat.note = str(exc)
-            rows.append(Row(model.key, label, "-", note=f"did not start: {exc}"))
-            print(f"  {label:16} did not start: {exc}", flush=True)
-    if model.load:
-        # Raw ORT again: how far the machine drifted while the servers ran (a shared box is noisy).
-        rows += run_rows("raw ORT (again)", model, [("ort", "")], args, name)
-    return rows, stats
+            skipped.append(Row(model.key, label, "-", note=str(exc)))
+            print(f"  {label:16} {exc}", flush=True)
+            continue
+        time.sleep(1.0)
+        stat.idle_pss_mb = tree_pss_kb(pid) / 1024
+        print(f"  {label:16} ready in {stat.ready_s:.2f} s, idle PSS {stat.idle_pss_mb:.0f} MB", flush=True)
+        paths += [(Row(model.key, label, protocol), url) for protocol, url in protocols]
+    return paths, skipped, stats
+
+
+def bench_model(
+    model: Model, args: argparse.Namespace, python: Path, work: Path
+) -> tuple[list[Row], list[ServerStat]]:
+    """Start every server for ``model``, then measure all paths in interleaved rounds.
+
+    On a shared machine the background load drifts by the minute; measuring every path at one
+    concurrency back to back, round after round (in rotated order), exposes them all to the same
+    drift, and the medians over rounds are compared.
+    """
+    print(f"== {model.title}", flush=True)
+    stats = [baseline_pss(model, python)]
+    with contextlib.ExitStack() as stack:
+        paths, rows, started = start_servers(model, args, python, work, stack)
+        stats += started
+        if not model.load:
+            return rows, stats
+        samples: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for round_no in range(args.rounds):
+            shift = round_no % len(paths)
+            order = paths[shift:] + paths[:shift]
+            for concurrency in args.concurrency:
+                for row, url in order:
+                    if row.note or (row.protocol == "rest-json" and concurrency > 1):
+                        continue  # JSON bodies of whole images: one client is enough to show their cost
+                    try:
+                        point = measure_point(
+                            model,
+                            name=model.path.stem,
+                            protocol=row.protocol,
+                            url=url,
+                            concurrency=concurrency,
+                            args=args,
+                        )
+                    except Exception as exc:  # noqa: BLE001 - a failing path is reported in its row
+                        row.note = f"failed: {exc}"
+                        continue
+                    samples.setdefault((id(row), concurrency), []).append(point)
+            print(f"  round {round_no + 1}/{args.rounds} done", flush=True)
+    for row, _ in paths:
+        row.results = [
+            aggregate(c, samples[(id(row), c)]) for c in args.concurrency if samples.get((id(row), c))
+        ]
+        print(f"  {row.path:16} {row.protocol:12} " + summary(row), flush=True)
+    return [row for row, _ in paths] + rows, stats
 
 
 class SkipPathError(Exception):
@@ -382,6 +428,7 @@ class Launch:
     ports: dict[str, int]
     python: Path
     work: Path
+    edgefleet: Path
 
 
 Started = tuple[list[str], dict[str, str], list[tuple[str, str]]]
@@ -389,13 +436,15 @@ Started = tuple[list[str], dict[str, str], list[tuple[str, str]]]
 
 
 def edgefleet_server(launch: Launch) -> Started:
-    exe = Path(sys.executable).parent / "edgefleet"
+    exe = launch.edgefleet
     probe = subprocess.run([str(exe), "serve", "--help"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         raise SkipPathError("`edgefleet serve` is not in this build")
     http, grpc = launch.ports["http"], launch.ports["grpc"]
     argv = [str(exe), "serve", str(launch.model.path), "--http-port", str(http), "--grpc-port", str(grpc)]
-    return argv, dict(os.environ), [("rest-binary", f"127.0.0.1:{http}"), ("grpc", f"127.0.0.1:{grpc}")]
+    # A fresh data dir: no optimized-model cache from an earlier run, so "ready" is a cold start.
+    env = {**os.environ, "EDGEFLEET_DATA_DIR": str(launch.work / f"edgefleet-data-{launch.model.key}")}
+    return argv, env, [("rest-binary", f"127.0.0.1:{http}"), ("grpc", f"127.0.0.1:{grpc}")]
 
 
 def mlserver_server(launch: Launch) -> Started:
@@ -449,7 +498,9 @@ def markdown(
     ort_version = meta["peer_versions"].get("onnxruntime", "?")
     run = (
         f"Run {meta['started_at']} · `{meta['command']}` · {meta['duration_s']} s measured after "
-        f"{meta['warmup_s']} s warm-up per point, closed loop, batch 1, random inputs."
+        f"{meta['warmup_s']} s warm-up per point, closed loop, batch 1, random inputs; {meta['rounds']} "
+        "interleaved rounds (every path at one concurrency back to back, path order rotated each round), "
+        "medians over rounds."
     )
     box = (
         f"Machine: {m['cpu_model']}, {m['logical_cpus']} logical CPUs (budget {m['cpu_budget']}), "
@@ -468,6 +519,12 @@ def markdown(
         raw_peak = _peak(raw) if raw else 0.0
         conc = sorted({r["concurrency"] for row in model_rows for r in row.results})
         lines += [f"### {title}", ""]
+        if raw1 and raw1.get("p50_range_ms"):
+            lo, hi = raw1["p50_range_ms"]
+            lines += [
+                f"Raw ORT's p50 at c=1 ranged {lo:.2f} to {hi:.2f} ms over the rounds: the machine's own noise.",
+                "",
+            ]
         head = "| path | protocol | " + " | ".join(f"c={c} p50 / p99 ms, img/s" for c in conc)
         head += " | p50 over raw at c=1 | peak vs raw |"
         lines += [head, "|" + "---|" * (4 + len(conc))]
@@ -582,24 +639,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="2 s per point after 0.5 s warm-up (a few minutes)"
-    )
-    parser.add_argument(
-        "--duration", type=float, default=None, help="measured seconds per point (default 10)"
-    )
-    parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per point (default 2)")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 1.5 s per point (minutes)")
+    parser.add_argument("--duration", type=float, default=None, help="measured seconds per point (5)")
+    parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per point (1)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds, medians kept (3)")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--models", default="pp-lcnet,resnet50-light,ppocr-det,ppocr-rec")
     parser.add_argument("--paths", default="edgefleet,mlserver,pytriton", help="servers besides raw ORT")
     parser.add_argument("--peers-venv", type=Path, default=HERE / ".peers-venv")
+    parser.add_argument(
+        "--edgefleet",
+        type=Path,
+        default=Path(sys.executable).parent / "edgefleet",
+        help="the edgefleet executable whose `serve` is measured (default: this environment's)",
+    )
     parser.add_argument("--json-out", type=Path, default=HERE / "results" / "serve.json")
     parser.add_argument(
         "--write-docs", action="store_true", help=f"replace the table in {DOCS.relative_to(ROOT)}"
     )
     args = parser.parse_args(argv)
-    args.duration = args.duration or (2.0 if args.quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 2.0)
+    args.duration = args.duration or (1.5 if args.quick else 5.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
+    args.rounds = args.rounds or (2 if args.quick else 3)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.paths = set(args.paths.split(","))
 
@@ -624,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/serve/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "rounds": args.rounds,
         "machine": machine(),
         "peer_versions": peer_versions,
     }
