@@ -522,7 +522,7 @@ def markdown(
         if raw1 and raw1.get("p50_range_ms"):
             lo, hi = raw1["p50_range_ms"]
             lines += [
-                f"Raw ORT's p50 at c=1 ranged {lo:.2f} to {hi:.2f} ms over the rounds: the machine's own noise.",
+                f"Raw ORT's p50 at c=1 ranged {lo:.2f} to {hi:.2f} ms over the rounds (noise).",
                 "",
             ]
         head = "| path | protocol | " + " | ".join(f"c={c} p50 / p99 ms, img/s" for c in conc)
