@@ -295,6 +295,15 @@ def aggregate(concurrency: int, samples: list[dict[str, Any]]) -> dict[str, Any]
         "items_per_s": statistics.median(x["items_per_s"] for x in samples),
         "achieved_concurrency": statistics.median(x["achieved_concurrency"] for x in samples),
         "latency_ms": None,
+        "per_round": [
+            {
+                "p50": x["latency_ms"]["p50"] if x["latency_ms"] else None,
+                "p99": x["latency_ms"]["p99"] if x["latency_ms"] else None,
+                "items_per_s": x["items_per_s"],
+                "errors_total": x["errors_total"],
+            }
+            for x in samples
+        ],
     }
     if timed:
         quantiles = ("p50", "p90", "p99", "max")
@@ -489,6 +498,18 @@ def _peak(row: Row) -> float:
     return max((r["items_per_s"] for r in row.results if r["latency_ms"]), default=0.0)
 
 
+def _cell(row: Row, concurrency: int) -> str:
+    r = _at(row, concurrency)
+    if r is None:
+        ran = next((x for x in row.results if x["concurrency"] == concurrency), None)
+        if ran is not None:
+            return f"no request completed ({ran['errors_total']} errors)"
+        return "not run" if row.protocol == "rest-json" and concurrency > 1 else "—"
+    lat = r["latency_ms"]
+    err = f", **{r['errors_total']} errors**" if r["errors_total"] else ""
+    return f"{lat['p50']:.2f} / {lat['p99']:.2f}, {r['items_per_s']:.0f}{err}"
+
+
 def markdown(
     rows: list[Row], stats: list[ServerStat], meta: dict[str, Any], model_titles: dict[str, str]
 ) -> str:
@@ -512,8 +533,8 @@ def markdown(
     lines = [run, box, ""]
     for key, title in model_titles.items():
         model_rows = [r for r in rows if r.model == key]
-        if not model_rows:
-            continue
+        if not any(r.results for r in model_rows):
+            continue  # start-up and memory only (or nothing ran): see the table below
         raw = next((r for r in model_rows if r.path == "raw ORT" and r.results), None)
         raw1 = _at(raw, 1) if raw else None
         raw_peak = _peak(raw) if raw else 0.0
@@ -534,15 +555,7 @@ def markdown(
                     f"| {row.path} | {row.protocol} | " + " | ".join("—" for _ in conc) + f" | {row.note} | |"
                 )
                 continue
-            cells = []
-            for c in conc:
-                r = _at(row, c)
-                if r is None:
-                    cells.append("—")
-                    continue
-                lat = r["latency_ms"]
-                err = f", **{r['errors_total']} errors**" if r["errors_total"] else ""
-                cells.append(f"{lat['p50']:.2f} / {lat['p99']:.2f}, {r['items_per_s']:.0f}{err}")
+            cells = [_cell(row, c) for c in conc]
             r1 = _at(row, 1)
             over = (
                 f"{r1['latency_ms']['p50'] - raw1['latency_ms']['p50']:+.2f} ms"

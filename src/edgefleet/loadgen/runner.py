@@ -2,10 +2,12 @@
 
 Each worker opens its own connection inside its own thread (``tritonclient.http`` is gevent based,
 and a gevent hub belongs to one thread). After a warm-up the measurement window opens; a request
-counts when it starts and ends inside the window, timed with ``time.perf_counter_ns`` around the
-single call. Failed requests are counted by kind and never enter the latency figures. Achieved
-concurrency is the busy time of all workers divided by the window (Little's law): when it falls
-short of the workers asked for, the client, not the server, was the limit.
+counts when it completes inside the window (as wrk and perf_analyzer count), timed with
+``time.perf_counter_ns`` around the single call, so slow requests that straddle the window's start
+are not lost to a short window. Failed requests are counted by kind and never enter the latency
+figures. Achieved concurrency is the workers' busy time inside the window divided by the window
+(Little's law): when it falls short of the workers asked for, the client, not the server, was the
+limit.
 """
 
 from __future__ import annotations
@@ -128,16 +130,16 @@ def run_closed_loop(  # noqa: PLR0915 - one loop with its setup and tally, clear
                 try:
                     worker.send()
                 except Exception as exc:  # noqa: BLE001 - every failure is counted by kind, the loop goes on
-                    if t0 >= start_ns:
+                    if start_ns <= clock() <= end_ns:
                         tally.error(exc)
                     sleep(_ERROR_BACKOFF_S)
                     continue
                 t1 = clock()
-                if t0 < start_ns:
+                tally.busy_ns += max(0, min(t1, end_ns) - max(t0, start_ns))
+                if t1 < start_ns:
                     tally.warmup += 1
                 elif t1 <= end_ns:
                     tally.latencies.append(t1 - t0)
-                    tally.busy_ns += t1 - t0
         finally:
             worker.close()
 
