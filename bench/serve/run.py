@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PEERS = HERE / "peers"
 DOCS = ROOT / "docs" / "bench.md"
+LOGS = HERE / "results" / "logs"  # server logs of the last run (not committed)
 BEGIN, END = "<!-- bench-serve:begin -->", "<!-- bench-serve:end -->"
 THREADS = 2
 READY_TIMEOUT_S = 60.0
@@ -234,6 +235,9 @@ def mlserver_argv(python: Path, model: Path, name: str, work: Path, ports: dict[
                 "grpc_port": ports["grpc"],
                 "metrics_port": ports["metrics"],
                 "parallel_workers": 0,
+                # gRPC's default 4 MB message limit rejects one 640x640 FP32 image (RESOURCE_EXHAUSTED);
+                # users raise it; 64 MB matches the body limit of edgefleet serve.
+                "grpc_max_message_length": 64 * 1024 * 1024,
                 "debug": False,
             }
         )
@@ -364,7 +368,8 @@ def start_servers(
         try:
             argv, env, protocols = start(Launch(model, name, ports, python, work, args.edgefleet))
             ready_url = f"http://127.0.0.1:{ports['http']}/v2/models/{name}/ready"
-            log = work / f"{model.key}-{label.split()[0]}.log"
+            LOGS.mkdir(parents=True, exist_ok=True)
+            log = LOGS / f"{model.key}-{label.split()[0].lower()}.log"
             pid, stat.ready_s = stack.enter_context(server(argv, env=env, ready_url=ready_url, log=log))
         except (SkipPathError, RuntimeError) as exc:
             stat.note = str(exc)
@@ -412,7 +417,7 @@ def bench_model(
                             args=args,
                         )
                     except Exception as exc:  # noqa: BLE001 - a failing path is reported in its row
-                        row.note = f"failed: {exc}"
+                        row.note = f"failed in round {round_no + 1} at c={concurrency}: {exc}"
                         continue
                     samples.setdefault((id(row), concurrency), []).append(point)
             print(f"  round {round_no + 1}/{args.rounds} done", flush=True)

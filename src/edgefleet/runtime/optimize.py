@@ -22,7 +22,6 @@ temporary file beside the target and renamed, so a failure leaves nothing behind
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import tempfile
 import time
@@ -494,10 +493,9 @@ def optimize_model(plan: OptimizePlan, *, progress: Callable[[str], None] = lamb
         before, after = _latencies(original, optimized, samples[0], plan.latency_runs)
         size_in = plan.model.stat().st_size
         size_out = produced.stat().st_size
-        with contextlib.suppress(FileNotFoundError):
-            if plan.force and plan.output.exists():
-                plan.output.unlink()
-        produced.replace(plan.output)
+        produced.replace(
+            plan.output
+        )  # atomic; replaces an existing output only under --force (checked above)
 
     return {
         "input": {"path": str(plan.model), "size_bytes": size_in},
