@@ -340,7 +340,9 @@ def baseline_pss(model: Model, python: Path) -> ServerStat:
     )
     base = ServerStat(model.key, "raw ORT process")
     if out.returncode == 0 and out.stdout.strip():
-        base.idle_pss_mb = int(out.stdout.split()[-1]) / 1024
+        loaded, after_run = (int(x) / 1024 for x in out.stdout.split()[-2:])
+        base.idle_pss_mb = loaded
+        base.note = f"after one run: {after_run:.0f} MB"
     else:
         base.note = out.stderr.strip()[-200:]
     return base
@@ -575,7 +577,8 @@ def markdown(
         "",
         (
             "Idle PSS of the server's whole process tree after ready (PSS divides shared pages, so it "
-            "sums honestly), against a bare ORT process holding the same model after one run; "
+            "sums honestly), against a bare Python process that has created the same ORT session "
+            "(no request yet, like the idle servers; its PSS after one run is in the note); "
             "ready = spawn to `GET /v2/models/<m>/ready` answering 200."
         ),
         "",
