@@ -298,6 +298,7 @@ def aggregate(concurrency: int, samples: list[dict[str, Any]]) -> dict[str, Any]
         "errors": errors,
         "items_per_s": statistics.median(x["items_per_s"] for x in samples),
         "achieved_concurrency": statistics.median(x["achieved_concurrency"] for x in samples),
+        "process_cpu": statistics.median(x["process_cpu"] or 0.0 for x in samples),
         "latency_ms": None,
         "per_round": [
             {

@@ -103,9 +103,13 @@ def build_report(
 
 
 def render_table(title: str, results: Sequence[RunResult]) -> Table:
-    """One row per concurrency: throughput, percentiles, achieved concurrency, errors by kind."""
-    table = Table(title=title, caption="latency in ms; achieved = mean requests in flight")
-    for name in ("conc", "achieved", "reqs", "req/s", "items/s", "p50", "p90", "p99", "max"):
+    """One row per concurrency: throughput, percentiles, achieved concurrency, CPU, errors by kind."""
+    table = Table(
+        title=title,
+        caption="latency in ms · busy = mean requests in flight · cpu = CPUs this process used "
+        "(the client's own cost for remote targets) · requests and max in the JSON",
+    )
+    for name in ("conc", "req/s", "items/s", "p50", "p90", "p99", "busy", "cpu"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("errors")
     for r in results:
@@ -113,14 +117,13 @@ def render_table(title: str, results: Sequence[RunResult]) -> Table:
         errors = ", ".join(f"{k}={v}" for k, v in sorted(r.errors.items())) or "0"
         table.add_row(
             str(r.concurrency),
-            f"{r.achieved_concurrency:.2f}",
-            str(r.requests),
             f"{r.throughput_rps:.1f}",
             f"{r.items_per_s:.1f}",
             f"{lat.p50:.2f}" if lat else "-",
             f"{lat.p90:.2f}" if lat else "-",
             f"{lat.p99:.2f}" if lat else "-",
-            f"{lat.max:.2f}" if lat else "-",
+            f"{r.achieved_concurrency:.2f}",
+            f"{r.process_cpu:.2f}" if r.process_cpu is not None else "-",
             errors,
         )
     return table

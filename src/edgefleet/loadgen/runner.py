@@ -46,6 +46,10 @@ class RunResult:
     errors: dict[str, int] = field(default_factory=dict)
     error_examples: dict[str, str] = field(default_factory=dict)
     warmup_requests: int = 0
+    process_cpu: float | None = None
+    """CPUs' worth of time this process used during the window: for remote targets the client's
+    own cost (encode, send, decode), for ``ort`` the inference itself. Near the CPU budget, the
+    client is competing with the server it measures."""
 
     @property
     def error_count(self) -> int:
@@ -65,6 +69,7 @@ class RunResult:
             "achieved_concurrency": round(self.achieved_concurrency, 3),
             "latency_ms": self.latency_ms.to_dict() if self.latency_ms else None,
             "warmup_requests": self.warmup_requests,
+            "process_cpu": round(self.process_cpu, 3) if self.process_cpu is not None else None,
         }
 
 
@@ -91,6 +96,7 @@ def run_closed_loop(  # noqa: PLR0915 - one loop with its setup and tally, clear
     warmup_s: float = 1.0,
     clock: Callable[[], int] = time.perf_counter_ns,
     sleep: Callable[[float], None] = time.sleep,
+    cpu_clock: Callable[[], float] = time.process_time,
 ) -> RunResult:
     """Drive ``target`` with ``concurrency`` closed-loop workers for ``warmup_s + duration_s``."""
     if concurrency < 1:
@@ -153,6 +159,11 @@ def run_closed_loop(  # noqa: PLR0915 - one loop with its setup and tally, clear
     begin = clock()
     window.extend((begin + int(warmup_s * 1e9), begin + int((warmup_s + duration_s) * 1e9)))
     go.set()
+    start_ns, end_ns = window
+    sleep(max(0.0, (start_ns - clock()) / 1e9))
+    cpu0, t0 = cpu_clock(), clock()
+    sleep(max(0.0, (end_ns - clock()) / 1e9))
+    cpu1, t1 = cpu_clock(), clock()
     for t in threads:
         t.join()
 
@@ -177,6 +188,7 @@ def run_closed_loop(  # noqa: PLR0915 - one loop with its setup and tally, clear
         errors=dict(errors),
         error_examples=examples,
         warmup_requests=sum(t.warmup for t in tallies),
+        process_cpu=(cpu1 - cpu0) / ((t1 - t0) / 1e9) if t1 > t0 else None,
     )
 
 

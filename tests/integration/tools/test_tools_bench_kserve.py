@@ -49,6 +49,7 @@ def test_bench_measures_each_protocol(server: KServeFixture, protocol: str) -> N
         assert r.latency_ms is not None
         assert 0 < r.latency_ms.p50 <= r.latency_ms.p99 <= r.latency_ms.max
         assert r.items_per_s == pytest.approx(2 * r.throughput_rps)
+        assert r.process_cpu is not None
     assert report["inputs"]["tensors"] == [{"name": "x", "datatype": "FP32", "shape": [2, 16]}]
     assert report["target"]["protocol"] == protocol
 

@@ -44,6 +44,7 @@ def test_cli_ort_on_pp_lcnet(lcnet_model: Path, tmp_path: Path) -> None:
         assert row["errors_total"] == 0
         assert row["items_per_s"] == pytest.approx(2 * row["throughput_rps"], rel=1e-3)
         assert 0 < row["achieved_concurrency"] <= row["concurrency"] + 0.05
+        assert row["process_cpu"] > 0  # ORT runs in this process: its compute is counted
         assert set(row["latency_ms"]) == {"count", "min", "mean", "p50", "p90", "p99", "max"}
     assert report["machine"]["cpu_budget"] > 0
     assert {"onnxruntime", "numpy", "edgefleet"} <= set(report["versions"])
