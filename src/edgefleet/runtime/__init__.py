@@ -1,1 +1,0 @@
-"""Model execution on the device: ONNX Runtime sessions, providers, batching and offline optimization."""
