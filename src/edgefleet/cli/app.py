@@ -17,8 +17,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgefleet import __version__
+from edgefleet.cli import bench as bench_cli
 from edgefleet.cli import bundle as bundle_cli
 from edgefleet.cli import keys as keys_cli
+from edgefleet.cli import optimize as optimize_cli
 from edgefleet.cli import pipeline as pipeline_cli
 from edgefleet.cli import probe as probe_cli
 from edgefleet.cli import run as run_cli
@@ -82,6 +84,8 @@ app.add_typer(tune_cli.tune_app)
 app.add_typer(bundle_cli.app, name="bundle")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(pipeline_cli.pipeline_app, name="pipeline")
+app.command("bench")(bench_cli.bench)
+app.command("optimize")(optimize_cli.optimize)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
