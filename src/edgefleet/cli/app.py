@@ -68,6 +68,11 @@ def show_config(ctx: typer.Context) -> None:
     c.out.print(table)
 
 
+from edgefleet.cli.serve import serve as _serve  # noqa: E402 - command modules register after the root
+
+app.command("serve")(_serve)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `edgefleet` executable."""
     err = Console(stderr=True)

@@ -23,7 +23,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgefleet.probe.cpu_budget import CpuBudget, read_cpu_budget
-from edgefleet.runtime.datatypes import from_ort, to_numpy
+from edgefleet.runtime.datatypes import from_numpy, from_ort, to_numpy
 from edgefleet.runtime.errors import InferInputError, InferRunError, ModelLoadError
 from edgefleet.runtime.providers import (
     ProviderCache,
@@ -318,7 +318,7 @@ class ModelSession:
                     code="infer.dtype_mismatch",
                     tensor=name,
                     expected=spec.datatype,
-                    got=str(array.dtype),
+                    got=from_numpy(array.dtype) or str(array.dtype),
                 )
             if len(array.shape) != len(spec.shape) or any(
                 e >= 0 and e != g for e, g in zip(spec.shape, array.shape, strict=True)
