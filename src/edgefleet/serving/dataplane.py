@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from edgefleet import __version__
 from edgefleet.errors import EdgefleetError
+from edgefleet.runtime.errors import ModelNotReadyError
 from edgefleet.runtime.manager import ModelManager, ModelState
 from edgefleet.serving.errors import RequestError
 from edgefleet.serving.metrics import ServeMetrics
@@ -70,11 +71,12 @@ class DataPlane:
         return {"name": self.name, "version": self.version, "extensions": list(EXTENSIONS)}
 
     def model_ready(self, model: str, version: str = "") -> bool:
-        """Ready or not; raises 404 for a model the repository does not know."""
-        if self.manager.is_ready(model, version or None):
-            return True
-        self.manager.get(model, version or None)  # raises the precise error (404 or 503)
-        return False
+        """Ready or not; raises 404 for a model (or loaded version) that does not exist."""
+        try:
+            self.manager.get(model, version or None)
+        except ModelNotReadyError:
+            return False
+        return True
 
     def model_metadata(self, model: str, version: str = "") -> ModelMetadata:
         loaded = self.manager.get(model, version or None)
