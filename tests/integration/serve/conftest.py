@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgefleet.runtime.session import SessionConfig
-from edgefleet.serving import ServeSettings, Server, build_server
+from edgefleet.serving import Server, ServeSettings, build_server
 from tests.unit.serve.serve_models import affine_model, make_repo
 
 MAX_BODY = 2_000_000

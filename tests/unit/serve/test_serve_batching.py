@@ -69,7 +69,7 @@ def test_preferred_size_dispatches_without_waiting(session: ModelSession) -> Non
 @pytest.mark.unit
 def test_incompatible_shapes_are_not_joined(session: ModelSession, tmp_path: Path) -> None:
     """Requests whose non-batch dims differ run separately and still succeed."""
-    wide = ModelSession.load(affine_model(tmp_path / "w.onnx", 2.0, width="W"))  # type: ignore[arg-type]
+    wide = ModelSession.load(affine_model(tmp_path / "w.onnx", 2.0, width="W"))
     sizes: list[int] = []
     batcher = DynamicBatcher(
         wide, BatchingConfig(enabled=True, max_batch_size=8, max_queue_delay_ms=50), on_batch=sizes.append

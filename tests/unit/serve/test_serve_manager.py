@@ -27,6 +27,7 @@ class Observer:
         self.loads.append((name, version))
 
     def batch_executed(self, name: str, version: str, size: int) -> None:
+        assert (name, version) in self.loads
         self.batches.append(size)
 
 
