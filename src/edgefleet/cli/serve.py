@@ -58,9 +58,25 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         typer.Option(help="Optimized-model and provider cache (default: <data dir>/cache/serve)."),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the caches.")] = False,
+    batching: Annotated[
+        bool | None,
+        typer.Option(
+            "--batching/--no-batching",
+            help="Dynamic batching for models whose config does not say (default: on for GPUs, off on CPU).",
+        ),
+    ] = None,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Rows per batch when batching.")] = 8,
+    max_queue_delay_ms: Annotated[
+        float, typer.Option(min=0.0, help="Longest wait for a batch to fill, in milliseconds.")
+    ] = 2.0,
+    instances: Annotated[int, typer.Option(min=1, max=64, help="Concurrent runs per model.")] = 1,
+    poll_seconds: Annotated[
+        float | None, typer.Option(min=0.1, help="Rescan the repository this often and reload what changed.")
+    ] = None,
 ) -> None:
     """Serve MODEL (a .onnx file or a repository) over KServe v2 REST and gRPC until interrupted."""
     from edgefleet.errors import InvalidInputError
+    from edgefleet.runtime.config import BatchingConfig, ModelConfig
     from edgefleet.runtime.session import SessionConfig
     from edgefleet.serving.app import ServeSettings, build_server
 
@@ -78,7 +94,15 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         optimization_level=optimization,  # type: ignore[arg-type]
         cache_dir=None if no_cache else (cache_dir or c.settings.data_dir / "cache" / "serve"),
     )
+    defaults = ModelConfig(
+        instances=instances,
+        dynamic_batching=BatchingConfig(
+            enabled=batching, max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms
+        ),
+    )
     settings = ServeSettings(
+        model_defaults=defaults,
+        poll_seconds=poll_seconds,
         host=host,
         http_port=None if http_port < 0 else http_port,
         grpc_port=None if grpc_port < 0 else grpc_port,

@@ -12,8 +12,8 @@ Example::
     allow_spinning = true
     optimization_level = "all"       # disable | basic | extended | all
 
-    [dynamic_batching]               # off unless enabled
-    enabled = true
+    [dynamic_batching]
+    enabled = true                   # default: on for GPU providers, off on CPU (latency first)
     max_batch_size = 8
     max_queue_delay_ms = 2.0
     preferred_batch_sizes = [4, 8]
@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -54,7 +54,8 @@ class BatchingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
+    enabled: bool | None = None
+    """``None``: on when the session's first provider is an accelerator, off on CPU."""
     max_batch_size: int = Field(default=8, ge=1, le=4096)
     max_queue_delay_ms: float = Field(default=2.0, ge=0.0, le=10_000.0)
     preferred_batch_sizes: list[int] = Field(default_factory=list)
@@ -78,11 +79,22 @@ class ModelConfig(BaseModel):
     dynamic_batching: BatchingConfig = Field(default_factory=BatchingConfig)
 
 
-def read_model_config(model_dir: Path) -> ModelConfig:
-    """Read the first config file in ``model_dir``; defaults when there is none.
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_model_config(model_dir: Path, defaults: ModelConfig | None = None) -> ModelConfig:
+    """Read the first config file in ``model_dir`` over ``defaults`` (the server's command line).
 
     Raises :class:`ModelConfigError` naming the file and key that do not validate.
     """
+    base = defaults.model_dump(exclude_unset=True) if defaults is not None else {}
     for name in CONFIG_NAMES:
         path = model_dir / name
         if not path.is_file():
@@ -92,9 +104,9 @@ def read_model_config(model_dir: Path) -> ModelConfig:
         except (OSError, ValueError) as exc:
             raise ModelConfigError(f"cannot parse {path}: {exc}", path=str(path)) from exc
         try:
-            return ModelConfig.model_validate(raw)
+            return ModelConfig.model_validate(_merge(base, raw) if isinstance(raw, dict) else raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(str(p) for p in first["loc"]) or "(root)"
             raise ModelConfigError(f"{path}: {key}: {first['msg']}", path=str(path), field=key) from exc
-    return ModelConfig()
+    return defaults or ModelConfig()

@@ -32,6 +32,16 @@ log = logging.getLogger(__name__)
 
 State = Literal["READY", "UNAVAILABLE", "LOADING", "UNLOADING"]
 
+ACCELERATORS = frozenset(
+    {
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "MIGraphXExecutionProvider",
+        "DmlExecutionProvider",
+    }
+)
+"""Providers where batching pays (GPUs): dynamic batching defaults to on there, off elsewhere."""
+
 
 class RuntimeObserver(Protocol):
     """What the manager reports (the server turns it into metrics)."""
@@ -77,7 +87,8 @@ class LoadedModel:
                 observer.batch_executed(name, str(version), size)
 
         batching = config.dynamic_batching
-        self.batching = batching.enabled and all(s.shape and s.shape[0] < 0 for s in session.inputs)
+        wanted = batching.enabled if batching.enabled is not None else session.providers[0] in ACCELERATORS
+        self.batching = wanted and all(s.shape and s.shape[0] < 0 for s in session.inputs)
         if batching.enabled and not self.batching:
             log.warning(
                 "dynamic batching needs a dynamic first dimension on every input; off",
@@ -143,6 +154,7 @@ class ModelManager:
         self._loading: set[str] = set()
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
+        self._fingerprints: dict[str, tuple[object, ...]] = {}
 
     def _session_config(self, config: ModelConfig) -> SessionConfig:
         rt = config.runtime
@@ -180,6 +192,7 @@ class ModelManager:
         with self._lock:
             load_lock = self._load_locks.setdefault(name, threading.Lock())
         with load_lock:
+            self._fingerprints[name] = self.repository.fingerprint(name)
             source = self.repository.source(name)
             wanted = source.selected()
             with self._lock:
@@ -236,23 +249,50 @@ class ModelManager:
             if fresh.get(version) is not old:
                 old.retire()
 
+    def poll(self) -> dict[str, EdgefleetError]:
+        """Sync with the repository once: load new or changed models, unload removed ones.
+
+        Only models this manager has seen (loaded, or failed to load) are unloaded when their
+        directory disappears; a model unloaded through the API stays unloaded until it changes.
+        """
+        errors: dict[str, EdgefleetError] = {}
+        names = set(self.repository.names())
+        with self._lock:
+            known = dict(self._fingerprints)
+        for name in sorted(names):
+            if known.get(name) == self.repository.fingerprint(name):
+                continue
+            try:
+                self.load(name)
+            except EdgefleetError as exc:
+                errors[name] = exc
+        for name in sorted(set(known) - names):
+            with self._lock:
+                self._fingerprints.pop(name, None)
+            self._unload(name)
+        return errors
+
     def unload(self, name: str) -> None:
         """Stop serving ``name``; in-flight requests finish first. Unknown names raise 404."""
+        if not self._unload(name):
+            self.repository.source(name)
+
+    def _unload(self, name: str) -> bool:
         with self._lock:
             current = self._models.pop(name, None)
             self._failures.pop(name, None)
         if current is None:
-            self.repository.source(name)
-            return
+            return False
         for model in current.values():
             model.retire()
+        return True
 
     def close(self) -> None:
         """Unload everything."""
         with self._lock:
             names = list(self._models)
         for name in names:
-            self.unload(name)
+            self._unload(name)
 
     def loaded(self, name: str) -> dict[int, LoadedModel]:
         with self._lock:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from edgefleet.runtime.config import ModelConfig, read_model_config
+from edgefleet.runtime.config import CONFIG_NAMES, ModelConfig, read_model_config
 from edgefleet.runtime.errors import ModelNotFoundError
 
 __all__ = ["MODEL_FILE", "ModelRepository", "ModelSource"]
@@ -49,8 +49,12 @@ class ModelSource:
 class ModelRepository:
     """Reads models from ``root``: a repository directory or a single ``.onnx`` file."""
 
-    def __init__(self, root: Path | str, *, single_name: str | None = None) -> None:
+    def __init__(
+        self, root: Path | str, *, single_name: str | None = None, defaults: ModelConfig | None = None
+    ) -> None:
         self.root = Path(root)
+        self.defaults = defaults or ModelConfig()
+        """Configuration for models without a config file, and under the keys a file leaves out."""
         if self.root.is_file():
             self.single: Path | None = self.root
             self.single_name = single_name or self.root.stem
@@ -86,12 +90,28 @@ class ModelRepository:
                 versions[int(child.name)] = child / MODEL_FILE
         return versions
 
+    def fingerprint(self, name: str) -> tuple[object, ...]:
+        """What changes when a model's files change (versions, sizes, mtimes, config): for polling."""
+        if self.single is not None:
+            paths = [self.single]
+        else:
+            model_dir = self.root / name
+            paths = sorted(self._versions(model_dir).values()) + [model_dir / n for n in CONFIG_NAMES]
+        out: list[object] = []
+        for path in paths:
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            out.append((str(path), st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
     def source(self, name: str) -> ModelSource:
         """Scan one model now. Raises :class:`ModelNotFoundError` or :class:`ModelConfigError`."""
         if self.single is not None:
             if name != self.single_name:
                 raise ModelNotFoundError(f"unknown model {name!r}", model=name, known=[self.single_name])
-            return ModelSource(name, {1: self.single}, ModelConfig())
+            return ModelSource(name, {1: self.single}, self.defaults)
         if not _NAME.match(name):
             raise ModelNotFoundError(f"unknown model {name!r}", model=name)
         model_dir = self.root / name
@@ -100,4 +120,4 @@ class ModelRepository:
             raise ModelNotFoundError(
                 f"unknown model {name!r}: no {model_dir}/<version>/{MODEL_FILE}", model=name
             )
-        return ModelSource(name, versions, read_model_config(model_dir))
+        return ModelSource(name, versions, read_model_config(model_dir, self.defaults))

@@ -26,6 +26,7 @@ import grpc
 import uvicorn
 
 from edgefleet.errors import EdgefleetError, UnavailableError
+from edgefleet.runtime.config import ModelConfig
 from edgefleet.runtime.manager import ModelManager
 from edgefleet.runtime.repository import ModelRepository
 from edgefleet.runtime.session import SessionConfig
@@ -54,6 +55,10 @@ class ServeSettings:
     model_name: str | None = None
     """The model's name when serving a single ``.onnx`` file (default: the file's stem)."""
     session: SessionConfig = field(default_factory=SessionConfig)
+    model_defaults: ModelConfig = field(default_factory=ModelConfig)
+    """Model configuration for models without a config file (and keys a file leaves out)."""
+    poll_seconds: float | None = None
+    """Rescan the repository this often: changed models reload, removed ones unload."""
 
 
 class Server:
@@ -70,6 +75,7 @@ class Server:
         self._http_thread: threading.Thread | None = None
         self._grpc: grpc.Server | None = None
         self._stopped = threading.Event()
+        self._poller: threading.Thread | None = None
 
     @property
     def manager(self) -> ModelManager:
@@ -102,6 +108,18 @@ class Server:
         if load:
             self.load_errors = self.manager.load_all()
         self.dataplane.mark_ready()
+        if s.poll_seconds:
+            self._poller = threading.Thread(
+                target=self._poll, args=(s.poll_seconds,), name="poll", daemon=True
+            )
+            self._poller.start()
+
+    def _poll(self, every: float) -> None:
+        while not self._stopped.wait(every):
+            for name, exc in self.manager.poll().items():
+                log.warning(
+                    "model reload failed", extra={"model": name, "code": exc.code, "error": exc.message}
+                )
 
     def _start_http(self, timeout: float) -> None:
         s = self.settings
@@ -156,6 +174,8 @@ class Server:
             self._grpc.stop(grace).wait(grace + 1)
         if self._http_thread is not None:
             self._http_thread.join(grace + 1)
+        if self._poller is not None:
+            self._poller.join(grace + 1)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.manager.close()
 
@@ -184,6 +204,6 @@ def build_server(
     """A server for a model repository directory or a single ``.onnx`` file (not started yet)."""
     settings = settings or ServeSettings()
     metrics = metrics or ServeMetrics()
-    repository = ModelRepository(model, single_name=settings.model_name)
+    repository = ModelRepository(model, single_name=settings.model_name, defaults=settings.model_defaults)
     manager = ModelManager(repository, settings.session, observer=metrics)
     return Server(DataPlane(manager, metrics), settings)

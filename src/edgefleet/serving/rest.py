@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import asdict
@@ -154,6 +155,23 @@ def encode_response(request: InferRequest, response: InferResponse) -> tuple[byt
     return b"".join([head, *chunks]), len(head)
 
 
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Undo ``gzip`` or ``deflate`` request compression, never inflating past ``limit`` bytes."""
+    if encoding not in ("gzip", "deflate"):
+        raise _bad(
+            f"content-encoding {encoding!r} is not supported; use gzip, deflate or none",
+            field="content-encoding",
+        )
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _bad(f"request body is not valid {encoding} data: {exc}", field="content-encoding") from exc
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise BodyTooLargeError(f"decompressed request body is over the limit of {limit} bytes", limit=limit)
+    return data
+
+
 class _Api:
     """The REST handlers; each parses, calls the data plane and returns (errors go to ``on_error``)."""
 
@@ -176,7 +194,9 @@ class _Api:
             if total > limit:
                 raise BodyTooLargeError(f"request body is over the limit of {limit} bytes", limit=limit)
             parts.append(chunk)
-        return b"".join(parts)
+        body = b"".join(parts)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        return body if encoding == "identity" else _decompress(body, encoding, limit)
 
     async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

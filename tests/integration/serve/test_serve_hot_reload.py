@@ -106,3 +106,17 @@ def test_reload_under_load_has_zero_failed_requests(tmp_path: Path) -> None:
     assert all(v == 8.0 for started, v in records if started > loaded_v3)
     assert all(v in (6.0, 8.0) for started, v in records if started > loaded_v2)
     assert len(records) > 50
+
+
+@pytest.mark.integration
+def test_polling_picks_up_a_new_version(tmp_path: Path) -> None:
+    """With --poll-seconds a version placed in the repository is served without any API call."""
+    repo = make_repo(tmp_path / "repo")
+    with serve_process(repo, "--no-cache", "--poll-seconds", "0.2") as srv:
+        call = _grpc_caller(srv.grpc)
+        assert call() == 3.0
+        _place(repo, 2, 5.0)
+        deadline = time.monotonic() + 20
+        while call() != 6.0:
+            assert time.monotonic() < deadline, "new version not served"
+            time.sleep(0.05)

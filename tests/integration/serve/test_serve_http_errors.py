@@ -208,3 +208,31 @@ def test_metrics_count_requests_and_failures(client: httpx.Client) -> None:
         'edgefleet_serve_model_load_duration_seconds{model="orient",version="1"}',
     ):
         assert family in text, family
+
+
+@pytest.mark.integration
+def test_compressed_requests(client: httpx.Client) -> None:
+    """gzip and deflate bodies are accepted; a bomb over the limit is 413, junk is 400."""
+    import gzip
+    import zlib
+
+    raw = json.dumps({"inputs": _good_inputs()}).encode()
+    for encoding, data in (("gzip", gzip.compress(raw)), ("deflate", zlib.compress(raw))):
+        r = client.post("/v2/models/affine/infer", content=data, headers={"Content-Encoding": encoding})
+        assert r.status_code == 200, r.text
+    bomb = gzip.compress(b" " * (MAX_BODY * 2))
+    _error(
+        client.post("/v2/models/affine/infer", content=bomb, headers={"Content-Encoding": "gzip"}),
+        413,
+        "serve.body_too_large",
+    )
+    _error(
+        client.post("/v2/models/affine/infer", content=b"junk", headers={"Content-Encoding": "gzip"}),
+        400,
+        "serve.bad_request",
+    )
+    _error(
+        client.post("/v2/models/affine/infer", content=raw, headers={"Content-Encoding": "br"}),
+        400,
+        "serve.bad_request",
+    )

@@ -145,3 +145,43 @@ def test_reload_under_concurrent_use_never_fails(tmp_path: Path) -> None:
     assert failures == []
     assert 6.0 in seen
     manager.close()
+
+
+@pytest.mark.unit
+def test_poll_follows_the_repository(tmp_path: Path) -> None:
+    """poll loads new models, reloads changed ones, unloads removed ones, and leaves the rest."""
+    import shutil
+
+    repo = make_repo(tmp_path)
+    manager = ModelManager(ModelRepository(repo))
+    manager.load_all()
+    first = manager.get("affine")
+    assert manager.poll() == {}
+    assert manager.get("affine") is first
+    affine_model(repo / "other" / "1" / "model.onnx", 1.0)
+    affine_model(repo / "affine" / "2" / "model.onnx", 9.0)
+    assert manager.poll() == {}
+    assert manager.get("affine").version == 2
+    assert manager.is_ready("other")
+    shutil.rmtree(repo / "other")
+    manager.poll()
+    assert not manager.is_ready("other")
+    assert "other" not in {r.name for r in manager.index()}
+    manager.close()
+
+
+@pytest.mark.unit
+def test_batching_defaults_to_off_on_cpu(tmp_path: Path) -> None:
+    """Unset, batching follows the provider (CPU: off); the server's defaults can turn it on."""
+    from edgefleet.runtime.config import BatchingConfig, ModelConfig
+
+    repo = make_repo(tmp_path)
+    manager = ModelManager(ModelRepository(repo))
+    manager.load_all()
+    assert manager.get("affine").batching is False
+    manager.close()
+    on = ModelConfig(dynamic_batching=BatchingConfig(enabled=True, max_batch_size=4))
+    manager = ModelManager(ModelRepository(repo, defaults=on))
+    manager.load_all()
+    assert manager.get("affine").batching is True
+    manager.close()

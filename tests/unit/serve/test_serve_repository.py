@@ -89,3 +89,21 @@ def test_missing_path_and_unknown_model(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError) as err2:
         ModelRepository(tmp_path).source("../etc")
     assert err2.value.http_status == 404
+
+
+@pytest.mark.unit
+def test_server_defaults_apply_under_the_file(tmp_path: Path) -> None:
+    """Keys a config file leaves out come from the server's defaults; the file's keys win."""
+    from edgefleet.runtime.config import BatchingConfig, ModelConfig
+
+    affine_model(tmp_path / "a" / "1" / "model.onnx", 1.0)
+    affine_model(tmp_path / "b" / "1" / "model.onnx", 1.0)
+    (tmp_path / "a" / "config.toml").write_text("[dynamic_batching]\nmax_queue_delay_ms = 5.0\n")
+    defaults = ModelConfig(instances=2, dynamic_batching=BatchingConfig(enabled=True, max_batch_size=16))
+    repo = ModelRepository(tmp_path, defaults=defaults)
+    a = repo.source("a").config
+    assert a.instances == 2
+    assert a.dynamic_batching.enabled is True
+    assert a.dynamic_batching.max_batch_size == 16
+    assert a.dynamic_batching.max_queue_delay_ms == 5.0
+    assert repo.source("b").config == defaults
