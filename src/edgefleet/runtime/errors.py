@@ -4,7 +4,8 @@
 ::
 
     InvalidInputError
-    └── InferInputError      infer.*          a request tensor that does not fit the model (400)
+    ├── InferInputError      infer.*          a request tensor that does not fit the model (400)
+    └── ModelLoadError       runtime.load_failed   a file ONNX Runtime cannot load (400, as Triton)
     ConfigError
     └── ModelConfigError     runtime.config   a model's config.toml/json that does not validate (400)
     NotFoundError
@@ -13,7 +14,6 @@
     ├── ModelNotReadyError   runtime.model_not_ready   known, not loaded (503)
     └── ProviderError        runtime.provider_unavailable   an execution provider this build lacks
     OperationFailedError
-    ├── ModelLoadError       runtime.load_failed   the file is not a model ONNX Runtime can load
     └── InferRunError        infer.run_failed      ONNX Runtime failed while running (500, no traceback)
 """
 
@@ -68,7 +68,7 @@ class ProviderError(UnavailableError):
     default_code = "runtime.provider_unavailable"
 
 
-class ModelLoadError(OperationFailedError):
+class ModelLoadError(InvalidInputError):
     """ONNX Runtime refused the model file (corrupt, unsupported opset or operator)."""
 
     default_code = "runtime.load_failed"

@@ -86,7 +86,7 @@ def test_repository_extension(client: tg.InferenceServerClient) -> None:
     assert index["broken"]["state"] == "UNAVAILABLE"
     with pytest.raises(InferenceServerException) as err:
         client.load_model("broken")
-    assert str(err.value.status()) == "StatusCode.INTERNAL"
+    assert str(err.value.status()) == "StatusCode.INVALID_ARGUMENT"
     assert "load" in str(err.value.message())
     with pytest.raises(InferenceServerException) as err2:
         client.load_model("nope")

@@ -236,3 +236,12 @@ def test_compressed_requests(client: httpx.Client) -> None:
         400,
         "serve.bad_request",
     )
+
+
+@pytest.mark.integration
+def test_repository_load_of_corrupt_model_is_400(client: httpx.Client) -> None:
+    """Loading a corrupt model over REST is a clear 400 naming the file; the others keep serving."""
+    body = _error(client.post("/v2/repository/models/broken/load"), 400, "runtime.load_failed")
+    assert "model.onnx" in body["error"]
+    _error(client.post("/v2/repository/models/nope/load"), 404, "runtime.model_not_found")
+    assert client.post("/v2/models/affine/infer", json={"inputs": _good_inputs()}).status_code == 200
