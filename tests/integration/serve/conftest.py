@@ -10,7 +10,7 @@ import pytest
 
 from edgefleet.runtime.session import SessionConfig
 from edgefleet.serving import Server, ServeSettings, build_server
-from tests.unit.serve.serve_models import affine_model, make_repo
+from tests.unit.serve.serve_models import affine_model, make_repo, strings_model
 
 MAX_BODY = 2_000_000
 
@@ -19,6 +19,7 @@ MAX_BODY = 2_000_000
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = make_repo(tmp_path_factory.mktemp("repo"), with_wheel=True, corrupt=True)
     affine_model(root / "batched" / "1" / "model.onnx", 2.0)
+    strings_model(root / "strings" / "1" / "model.onnx")
     (root / "batched" / "config.toml").write_text(
         "[dynamic_batching]\nenabled = true\nmax_batch_size = 8\nmax_queue_delay_ms = 150\n"
     )

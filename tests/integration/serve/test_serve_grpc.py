@@ -144,3 +144,14 @@ def test_raw_grpc_status_carries_error_code(server: Server) -> None:
         assert trailing["edgefleet-error-code"] == "infer.size_mismatch"
         ready = stub.ServerReady(pb.ServerReadyRequest())
         assert ready.ready
+
+
+@pytest.mark.integration
+def test_bytes_tensors_over_grpc(client: tg.InferenceServerClient) -> None:
+    """BYTES inputs reach ONNX Runtime as strings and come back as bytes."""
+    text = np.array([b"hello", "wörld".encode(), b""], dtype=np.object_)
+    a = tg.InferInput("text", [3], "BYTES")
+    a.set_data_from_numpy(text)
+    out = client.infer("strings", [a]).as_numpy("out")
+    assert out is not None
+    assert out.tolist() == text.tolist()

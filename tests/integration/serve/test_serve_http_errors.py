@@ -245,3 +245,13 @@ def test_repository_load_of_corrupt_model_is_400(client: httpx.Client) -> None:
     assert "model.onnx" in body["error"]
     _error(client.post("/v2/repository/models/nope/load"), 404, "runtime.model_not_found")
     assert client.post("/v2/models/affine/infer", json={"inputs": _good_inputs()}).status_code == 200
+
+
+@pytest.mark.integration
+def test_bytes_tensors_over_json(client: httpx.Client) -> None:
+    r = client.post(
+        "/v2/models/strings/infer",
+        json={"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a", "bc"]}]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0] == {"name": "out", "datatype": "BYTES", "shape": [2], "data": ["a", "bc"]}

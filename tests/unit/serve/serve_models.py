@@ -36,6 +36,18 @@ def affine_model(path: Path, scale: float, *, width: int | str = 4, batch: str |
     return path
 
 
+def strings_model(path: Path) -> Path:
+    """``out = Identity(text)`` over a STRING tensor ``text[N]``: the BYTES datatype end to end."""
+    text = helper.make_tensor_value_info("text", TensorProto.STRING, ["N"])
+    out = helper.make_tensor_value_info("out", TensorProto.STRING, ["N"])
+    graph = helper.make_graph([helper.make_node("Identity", ["text"], ["out"])], "strings", [text], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def affine_expected(x: np.ndarray, scale: float) -> np.ndarray:
     return (x * np.float32(scale) + np.float32(1.0)).astype(np.float32)
 
