@@ -74,7 +74,11 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         float | None, typer.Option(min=0.1, help="Rescan the repository this often and reload what changed.")
     ] = None,
 ) -> None:
-    """Serve MODEL (a .onnx file or a repository) over KServe v2 REST and gRPC until interrupted."""
+    """Serve MODEL (a .onnx file or a repository) over KServe v2 REST and gRPC until interrupted.
+
+    Models that fail to load are reported and the others serve; when none loads, it exits with
+    the first model's error.
+    """
     from edgefleet.errors import InvalidInputError
     from edgefleet.runtime.config import BatchingConfig, ModelConfig
     from edgefleet.runtime.session import SessionConfig
@@ -120,6 +124,9 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
+    if server.load_errors and not any(r.state == "READY" for r in server.manager.index()):
+        server.stop()
+        raise next(iter(server.load_errors.values()))
     _summary(c.out, server)
     sys.stdout.flush()
     server.wait()
@@ -127,18 +134,23 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
 
 def _summary(out: Console, server: Server) -> None:
     index = server.manager.index()
-    out.print(f"[bold]edgefleet serve[/] {server.manager.repository.root}")
+    out.print(f"[bold]edgefleet serve[/] {server.manager.repository.root}", soft_wrap=True)
     for row in index:
         if row.state != "READY":
-            out.print(f"  model [bold]{row.name}[/] v{row.version or '?'}: [red]{row.state}[/] {row.reason}")
+            out.print(
+                f"  model [bold]{row.name}[/] v{row.version or '?'}: [red]{row.state}[/] {row.reason}",
+                highlight=False,
+                soft_wrap=True,
+            )
             continue
         loaded = server.manager.loaded(row.name)[int(row.version)]
         s = loaded.session
         b = s.budget
         quota = "none" if b.quota is None else f"{b.quota:g}"
+        how = "set by option; " if s.config.intra_op_threads else "= "
         out.print(
             f"  model [bold]{row.name}[/] v{row.version}: providers {', '.join(s.providers)} "
-            f"({s.choice.reason}); threads {s.threads} (CPU budget {b.effective:g} from {b.source}: "
+            f"({s.choice.reason}); threads {s.threads} ({how}CPU budget {b.effective:g} from {b.source}: "
             f"cpus {len(b.cpus)}, quota {quota}); spinning {'on' if s.config.allow_spinning else 'off'}; "
             f"optimized cache {s.optimized_cache}; batching {'on' if loaded.batching else 'off'}; "
             f"loaded in {s.load_seconds * 1000:.0f} ms",

@@ -114,3 +114,39 @@ def test_bad_model_path_is_one_line_error(tmp_path: Path) -> None:
     assert r.returncode == 3, r.stderr
     assert "runtime.repository_not_found" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.integration
+def test_nothing_loadable_exits_with_the_error(tmp_path: Path) -> None:
+    """A provider this build lacks, or a corrupt only model, ends the command with the error code."""
+    import subprocess
+    import sys
+
+    path = affine_model(tmp_path / "m.onnx", 1.0)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    for args, code, exit_code in (
+        ([str(path), "--providers", "tensorrt,rknpu"], "runtime.provider_unavailable", 6),
+        ([str(bad)], "runtime.load_failed", 2),
+    ):
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edgefleet",
+                "serve",
+                *args,
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "0",
+                "--no-cache",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert r.returncode == exit_code, r.stderr
+        assert code in r.stderr
+        assert "Traceback" not in r.stderr
