@@ -101,7 +101,8 @@ class DataPlane:
         try:
             with self.manager.lease(request.model, request.version or None) as model:
                 labels = (model.name, str(model.version))
-                metrics.requests.labels(*labels).inc()
+                children = metrics.for_model(*labels)
+                children.requests.inc()
                 feeds = {i.name: i.data for i in request.inputs}
                 if len(feeds) != len(request.inputs):
                     raise RequestError("an input name appears twice", field="inputs")
@@ -111,9 +112,9 @@ class DataPlane:
                 outputs = [
                     InferOutput(n, specs[n].datatype, tuple(a.shape), a) for n, a in result.outputs.items()
                 ]
-            metrics.queue_duration.labels(*labels).observe(result.queue_seconds)
-            metrics.compute_duration.labels(*labels).observe(result.compute_seconds)
-            metrics.request_duration.labels(*labels).observe(time.perf_counter() - started)
+            children.queue_duration.observe(result.queue_seconds)
+            children.compute_duration.observe(result.compute_seconds)
+            children.request_duration.observe(time.perf_counter() - started)
             return InferResponse(model.name, str(model.version), outputs, request.id)
         except EdgefleetError as exc:
             self.count_failure(labels[0], labels[1], exc.code)

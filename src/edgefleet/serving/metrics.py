@@ -6,17 +6,27 @@ compute durations, executed batch sizes, requests in flight, model load time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from edgefleet.telemetry.metrics import metric_name, new_registry
 
-__all__ = ["ServeMetrics"]
+__all__ = ["ModelMetrics", "ServeMetrics"]
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _LABELS = ("model", "version")
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    requests: Counter
+    queue_duration: Histogram
+    compute_duration: Histogram
+    request_duration: Histogram
 
 
 class ServeMetrics:
@@ -65,12 +75,27 @@ class ServeMetrics:
         self.in_flight = Gauge(
             metric_name("serve", "inflight_requests"), "Inference requests being served now.", registry=r
         )
+        self._children: dict[tuple[str, str], ModelMetrics] = {}
         self.load_duration = Gauge(
             metric_name("serve", "model_load_duration", "seconds"),
             "How long the last load of a model version took.",
             _LABELS,
             registry=r,
         )
+
+    def for_model(self, name: str, version: str) -> ModelMetrics:
+        """The per-version children, looked up once per version instead of once per request."""
+        key = (name, version)
+        children = self._children.get(key)
+        if children is None:
+            children = ModelMetrics(
+                self.requests.labels(name, version),
+                self.queue_duration.labels(name, version),
+                self.compute_duration.labels(name, version),
+                self.request_duration.labels(name, version),
+            )
+            self._children[key] = children
+        return children
 
     def model_loaded(self, name: str, version: str, seconds: float) -> None:
         self.load_duration.labels(name, version).set(seconds)
