@@ -193,7 +193,14 @@ class ModelManager:
             load_lock = self._load_locks.setdefault(name, threading.Lock())
         with load_lock:
             self._fingerprints[name] = self.repository.fingerprint(name)
-            source = self.repository.source(name)
+            try:
+                source = self.repository.source(name)
+            except ModelNotFoundError:
+                raise
+            except EdgefleetError as exc:  # a config that does not validate: keep what serves, say why
+                with self._lock:
+                    self._failures[name] = {"": exc.message}
+                raise
             wanted = source.selected()
             with self._lock:
                 current = dict(self._models.get(name, {}))
@@ -204,7 +211,7 @@ class ModelManager:
                 for version in wanted:
                     path = source.versions[version]
                     old = current.get(version)
-                    if old is not None and _same_file(old, path):
+                    if old is not None and old.config == source.config and _same_file(old, path):
                         fresh[version] = old
                         continue
                     started = self._clock()

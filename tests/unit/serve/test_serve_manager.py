@@ -185,3 +185,23 @@ def test_batching_defaults_to_off_on_cpu(tmp_path: Path) -> None:
     manager.load_all()
     assert manager.get("affine").batching is True
     manager.close()
+
+
+@pytest.mark.unit
+def test_bad_config_is_reported_and_keeps_the_old_version(tmp_path: Path) -> None:
+    """A config that stops validating fails the reload with runtime.config; v1 keeps serving."""
+    from edgefleet.runtime.errors import ModelConfigError
+
+    repo = make_repo(tmp_path)
+    manager = ModelManager(ModelRepository(repo))
+    manager.load_all()
+    (repo / "affine" / "config.toml").write_text("instances = 0\n")
+    with pytest.raises(ModelConfigError):
+        manager.load("affine")
+    assert manager.get("affine").version == 1
+    assert any(r.state == "UNAVAILABLE" and "instances" in r.reason for r in manager.index())
+    (repo / "affine" / "config.toml").write_text("instances = 2\n")
+    manager.load("affine")
+    assert manager.get("affine").config.instances == 2
+    assert all(r.state == "READY" for r in manager.index())
+    manager.close()
