@@ -20,6 +20,7 @@ from typing import Any, Final, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -273,9 +274,12 @@ class _Api:
     async def metrics(self, _: Request) -> Response:
         return Response(generate_latest(self.dp.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def on_error(self, _: Request, exc: Exception) -> Response:
+    async def on_error(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, EdgefleetError):
             return _error_response(exc)
+        if isinstance(exc, HTTPException):
+            body = {"error": f"{exc.detail}: {request.method} {request.url.path}", "code": "serve.no_route"}
+            return Response(_json_bytes(body), status_code=exc.status_code, media_type="application/json")
         log.error("unexpected error in a request", exc_info=exc)
         return _error_response(EdgefleetError("internal server error; see the server log"))
 
@@ -300,5 +304,9 @@ def build_rest_app(dataplane: DataPlane, executor: Executor, *, max_body_bytes: 
     ]
     return Starlette(
         routes=[Route(path, handler, methods=[method]) for path, handler, method in routes],
-        exception_handlers={Exception: api.on_error, EdgefleetError: api.on_error},
+        exception_handlers={
+            Exception: api.on_error,
+            EdgefleetError: api.on_error,
+            HTTPException: api.on_error,
+        },
     )

@@ -255,3 +255,9 @@ def test_bytes_tensors_over_json(client: httpx.Client) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0] == {"name": "out", "datatype": "BYTES", "shape": [2], "data": ["a", "bc"]}
+
+
+@pytest.mark.integration
+def test_unknown_route_and_method_are_json(client: httpx.Client) -> None:
+    _error(client.get("/v2/models/affine/config"), 404, "serve.no_route")
+    _error(client.get("/v2/models/affine/infer"), 405, "serve.no_route")
