@@ -9,7 +9,7 @@ Example::
     providers = ["cpu"]              # or "auto"; aliases: cuda, tensorrt, openvino, xnnpack, acl
     pick_fastest = false
     intra_op_threads = 2             # default: the CPU budget of the process
-    allow_spinning = true
+    allow_spinning = true            # default: on, off when a cgroup CPU quota bounds the process
     optimization_level = "all"       # disable | basic | extended | all
 
     [dynamic_batching]

@@ -34,7 +34,15 @@ from edgefleet.runtime.providers import (
     resolve_providers,
 )
 
-__all__ = ["ModelSession", "OptLevel", "SessionConfig", "TensorSpec", "file_sha256", "sample_inputs"]
+__all__ = [
+    "ModelSession",
+    "OptLevel",
+    "SessionConfig",
+    "TensorSpec",
+    "file_sha256",
+    "sample_inputs",
+    "spinning_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +67,9 @@ class SessionConfig:
     intra_op_threads: int | None = None
     """Threads per operator; ``None`` = the CPU budget (affinity, cpuset, cgroup quota)."""
     inter_op_threads: int = 1
-    allow_spinning: bool = True
-    """Worker threads spin between operators: lower latency, more CPU used while idle-waiting."""
+    allow_spinning: bool | None = None
+    """Worker threads spin between operators: lower latency, more CPU burnt while waiting.
+    ``None``: on, unless a cgroup CPU quota bounds the process (spinning would spend the quota)."""
     optimization_level: OptLevel = "all"
     cache_dir: Path | None = None
     """Where optimized models and the provider choice are cached; ``None`` disables both caches."""
@@ -113,6 +122,13 @@ def sample_inputs(specs: Sequence[TensorSpec], batch: int = 1) -> dict[str, np.n
         else:
             out[s.name] = np.zeros(shape, dtype=s.dtype)
     return out
+
+
+def spinning_for(config: SessionConfig, budget: CpuBudget) -> bool:
+    """Whether threads spin: as configured, else on unless a CPU quota is what bounds the budget."""
+    if config.allow_spinning is not None:
+        return config.allow_spinning
+    return budget.quota is None or budget.quota >= len(budget.cpus)
 
 
 def _options(config: SessionConfig, threads: int, level: OptLevel) -> Any:
@@ -201,6 +217,7 @@ class ModelSession:
             ) from exc
         budget = budget_reader()
         n_threads = config.intra_op_threads or budget.threads
+        config = _replace(config, allow_spinning=spinning_for(config, budget))
         available = tuple(ort.get_available_providers())
         choice = resolve_providers(config.providers, available)
         if config.pick_fastest and not (config.providers and config.providers != ("auto",)):

@@ -136,3 +136,16 @@ def test_corrupt_model_is_a_load_error(tmp_path: Path) -> None:
     assert str(bad) in err.value.message
     with pytest.raises(ModelLoadError):
         ModelSession.load(tmp_path / "missing.onnx")
+
+
+@pytest.mark.unit
+def test_spinning_defaults_off_under_a_cpu_quota(model_path: Path) -> None:
+    """Unset, spinning is on with a CPU set only and off when a quota bounds the process."""
+    free = CpuBudget(cpus=(0, 1), quota=None, source="affinity")
+    quota = CpuBudget(cpus=(0, 1), quota=1.0, source="quota:/sys/fs/cgroup/w")
+    assert ModelSession.load(model_path, budget_reader=lambda: free).config.allow_spinning is True
+    assert ModelSession.load(model_path, budget_reader=lambda: quota).config.allow_spinning is False
+    forced = ModelSession.load(
+        model_path, config=SessionConfig(allow_spinning=True), budget_reader=lambda: quota
+    )
+    assert forced.config.allow_spinning is True
