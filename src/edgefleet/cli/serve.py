@@ -40,9 +40,12 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         int | None, typer.Option(min=1, help="ONNX Runtime intra-op threads (default: the CPU budget).")
     ] = None,
     spinning: Annotated[
-        bool,
-        typer.Option("--spinning/--no-spinning", help="Let ONNX Runtime threads spin between operators."),
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--spinning/--no-spinning",
+            help="Let ONNX Runtime threads spin between operators (default: on, off under a CPU quota).",
+        ),
+    ] = None,
     optimization: Annotated[
         str, typer.Option(help="Graph optimization level: disable, basic, extended, all.")
     ] = "all",

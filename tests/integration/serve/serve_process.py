@@ -24,22 +24,18 @@ class ServeProcess:
 
 
 @contextmanager
-def serve_process(model: Path, *extra: str, timeout: float = 60.0) -> Iterator[ServeProcess]:
-    """Start the CLI, wait for 'ready', yield the addresses, then SIGTERM it and check it exits 0."""
+def serve_process(
+    model: Path, *extra: str, prelude: str = "", timeout: float = 60.0
+) -> Iterator[ServeProcess]:
+    """Start the CLI, wait for 'ready', yield the addresses, then SIGTERM it and check it exits 0.
+
+    ``prelude`` is Python run in the process before the CLI (to move it into a cgroup, say).
+    """
     env = {**os.environ, "EDGEFLEET_LOG_FORMAT": "json"}
+    args = ["serve", str(model), "--http-port", "0", "--grpc-port", "0", *extra]
+    launcher = f"{prelude}\nfrom edgefleet.cli.app import main\nmain({args!r})"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edgefleet",
-            "serve",
-            str(model),
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            *extra,
-        ],
+        [sys.executable, "-c", launcher],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
