@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -98,19 +99,22 @@ def test_concurrent_requests_are_batched_by_the_server(server: Server) -> None:
     """The 'batched' model joins concurrent requests: fewer runs than requests, correct rows."""
     address = str(server.grpc_address)
     before = _batch_counts(server)
+    clients = [tg.InferenceServerClient(address) for _ in range(8)]
+    for c in clients:
+        assert c.is_server_ready()
+    barrier = threading.Barrier(8)
 
     def one(i: int) -> np.ndarray:
-        c = tg.InferenceServerClient(address)
-        try:
-            x = np.full((1, 4), i, np.float32)
-            out = c.infer("batched", _inputs(x, np.zeros((1, 2), np.int64))).as_numpy("y")
-            assert out is not None
-            return out
-        finally:
-            c.close()
+        x = np.full((1, 4), i, np.float32)
+        barrier.wait()
+        out = clients[i].infer("batched", _inputs(x, np.zeros((1, 2), np.int64))).as_numpy("y")
+        assert out is not None
+        return out
 
     with ThreadPoolExecutor(8) as pool:
         outputs = list(pool.map(one, range(8)))
+    for c in clients:
+        c.close()
     for i, out in enumerate(outputs):
         np.testing.assert_allclose(out, np.full((1, 4), 2 * i + 1, np.float32))
     runs, rows = (a - b for a, b in zip(_batch_counts(server), before, strict=True))
