@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import zlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from edgefleet.errors import EdgefleetError
 from edgefleet.serving.codec import check_shape, from_raw, from_values, to_raw, to_values
@@ -31,7 +33,7 @@ from edgefleet.serving.dataplane import DataPlane
 from edgefleet.serving.errors import BodyTooLargeError, RequestError
 from edgefleet.serving.types import InferInput, InferRequest, InferResponse, RequestedOutput
 
-__all__ = ["HEADER_LENGTH", "build_rest_app", "decode_request", "encode_response"]
+__all__ = ["HEADER_LENGTH", "RestApp", "build_rest_app", "decode_request", "encode_response", "read_body"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,21 @@ def _error_response(exc: EdgefleetError) -> Response:
     if exc.fields:
         body["fields"] = exc.to_dict()["fields"]
     return Response(_json_bytes(body), status_code=exc.http_status, media_type="application/json")
+
+
+async def _send_error(send: Send, exc: EdgefleetError) -> None:
+    response = _error_response(exc)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(response.body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def _bad(message: str, **fields: Any) -> RequestError:
@@ -173,6 +190,33 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
+class ClientDisconnectedError(Exception):
+    """The client went away before its body arrived: there is nobody to answer."""
+
+
+async def read_body(receive: Receive, declared: str | None, encoding: str | None, limit: int) -> bytes:
+    """Read a request body from ASGI ``receive``, refusing more than ``limit`` bytes (413)."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(f"request body of {declared} bytes is over the limit of {limit}", limit=limit)
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError
+        chunk = message.get("body", b"")
+        if chunk:
+            total += len(chunk)
+            if total > limit:
+                raise BodyTooLargeError(f"request body is over the limit of {limit} bytes", limit=limit)
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    encoding = (encoding or "identity").strip().lower()
+    return body if encoding == "identity" else _decompress(body, encoding, limit)
+
+
 class _Api:
     """The REST handlers; each parses, calls the data plane and returns (errors go to ``on_error``)."""
 
@@ -212,23 +256,42 @@ class _Api:
             raise
         return encode_response(request, self.dp.infer(request))
 
-    async def infer(self, request: Request) -> Response:
-        model = request.path_params["model"]
-        version = request.path_params.get("version", "")
-        raw_length = request.headers.get(HEADER_LENGTH)
+    async def infer(self, scope: Scope, receive: Receive, send: Send, model: str, version: str) -> None:
+        """POST .../infer as plain ASGI: the hot path skips routing and request/response objects."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            body = await self._body(request)
-            if raw_length is not None and not raw_length.strip().isdigit():
-                raise _bad(f"{HEADER_LENGTH} must be a number of bytes", field=HEADER_LENGTH)
+            try:
+                body = await read_body(
+                    receive,
+                    headers.get("content-length"),
+                    headers.get("content-encoding"),
+                    self.max_body_bytes,
+                )
+                raw_length = headers.get(HEADER_LENGTH)
+                if raw_length is not None and not raw_length.strip().isdigit():
+                    raise _bad(f"{HEADER_LENGTH} must be a number of bytes", field=HEADER_LENGTH)
+            except EdgefleetError as exc:
+                self.dp.count_failure(model, version, exc.code)
+                raise
+            header_length = None if raw_length is None else int(raw_length)
+            content, length = await self._offload(self._run_infer, model, version, body, header_length)
+        except ClientDisconnectedError:
+            return
         except EdgefleetError as exc:
-            self.dp.count_failure(model, version, exc.code)
-            raise
-        header_length = None if raw_length is None else int(raw_length)
-        content, length = await self._offload(self._run_infer, model, version, body, header_length)
+            await _send_error(send, exc)
+            return
+        except Exception as exc:
+            log.exception("unexpected error in a request", exc_info=exc)
+            await _send_error(send, EdgefleetError("internal server error; see the server log"))
+            return
+        out_headers = [(b"content-length", str(len(content)).encode())]
         if length is None:
-            return Response(content, media_type="application/json")
-        headers = {"Inference-Header-Content-Length": str(length)}
-        return Response(content, media_type="application/octet-stream", headers=headers)
+            out_headers.append((b"content-type", b"application/json"))
+        else:
+            out_headers.append((b"content-type", b"application/octet-stream"))
+            out_headers.append((b"inference-header-content-length", str(length).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": out_headers})
+        await send({"type": "http.response.body", "body": content})
 
     async def live(self, _: Request) -> Response:
         return JSONResponse({"live": self.dp.live()})
@@ -284,8 +347,38 @@ class _Api:
         return _error_response(EdgefleetError("internal server error; see the server log"))
 
 
-def build_rest_app(dataplane: DataPlane, executor: Executor, *, max_body_bytes: int) -> Starlette:
-    """The Starlette app serving the v2 REST API and ``/metrics``."""
+_INFER_PATH: Final = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+
+
+class _InferEndpoint:
+    """``POST .../infer`` as a Starlette route too, so other methods on the path get a 405."""
+
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = scope.get("path_params", {})
+        await self.api.infer(scope, receive, send, params["model"], params.get("version", ""))
+
+
+class RestApp:
+    """The ASGI app: ``POST .../infer`` goes straight to its handler, the rest through Starlette."""
+
+    def __init__(self, api: _Api, routes: Starlette) -> None:
+        self.api = api
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = _INFER_PATH.match(scope["path"])
+            if match:
+                await self.api.infer(scope, receive, send, match[1], match[2] or "")
+                return
+        await self.routes(scope, receive, send)
+
+
+def build_rest_app(dataplane: DataPlane, executor: Executor, *, max_body_bytes: int) -> RestApp:
+    """The ASGI app serving the v2 REST API and ``/metrics``."""
     api = _Api(dataplane, executor, max_body_bytes)
     routes: list[tuple[str, Callable[[Request], Awaitable[Response]], str]] = [
         ("/v2/health/live", api.live, "GET"),
@@ -295,18 +388,22 @@ def build_rest_app(dataplane: DataPlane, executor: Executor, *, max_body_bytes: 
         ("/v2/models/{model}/versions/{version}", api.model_metadata, "GET"),
         ("/v2/models/{model}/ready", api.model_ready, "GET"),
         ("/v2/models/{model}/versions/{version}/ready", api.model_ready, "GET"),
-        ("/v2/models/{model}/infer", api.infer, "POST"),
-        ("/v2/models/{model}/versions/{version}/infer", api.infer, "POST"),
         ("/v2/repository/index", api.repository_index, "POST"),
         ("/v2/repository/models/{model}/load", api.repository_load, "POST"),
         ("/v2/repository/models/{model}/unload", api.repository_unload, "POST"),
         ("/metrics", api.metrics, "GET"),
     ]
-    return Starlette(
-        routes=[Route(path, handler, methods=[method]) for path, handler, method in routes],
+    endpoint = _InferEndpoint(api)
+    infer_routes = [
+        Route("/v2/models/{model}/infer", endpoint, methods=["POST"]),
+        Route("/v2/models/{model}/versions/{version}/infer", endpoint, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=[Route(path, handler, methods=[method]) for path, handler, method in routes] + infer_routes,
         exception_handlers={
             Exception: api.on_error,
             EdgefleetError: api.on_error,
             HTTPException: api.on_error,
         },
     )
+    return RestApp(api, app)
