@@ -29,6 +29,7 @@ __all__ = [
     "candidates",
     "hardware_fingerprint",
     "pick_fastest",
+    "provider_options",
     "resolve_providers",
 ]
 
@@ -112,6 +113,29 @@ def resolve_providers(requested: Sequence[str] | str | None, available: Sequence
     if CPU not in chosen:
         chosen.append(CPU)
     return ProviderChoice(tuple(chosen), "explicit")
+
+
+def provider_options(providers: Sequence[str], cache_dir: Path | None) -> list[tuple[str, dict[str, str]]]:
+    """Providers with their options: the compiling providers keep their caches under ``cache_dir``.
+
+    TensorRT engines and OpenVINO compiled blobs take seconds to minutes to build; cached, a
+    restart reuses them (the graph-level optimized-model cache cannot hold compiled nodes).
+    """
+    out: list[tuple[str, dict[str, str]]] = []
+    for name in providers:
+        options: dict[str, str] = {}
+        if cache_dir is not None and name == "TensorrtExecutionProvider":
+            path = str(cache_dir / "tensorrt")
+            options = {
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": path,
+                "trt_timing_cache_enable": "True",
+                "trt_timing_cache_path": path,
+            }
+        elif cache_dir is not None and name == "OpenVINOExecutionProvider":
+            options = {"cache_dir": str(cache_dir / "openvino")}
+        out.append((name, options))
+    return out
 
 
 def candidates(available: Sequence[str]) -> list[tuple[str, ...]]:

@@ -26,11 +26,13 @@ from edgefleet.probe.cpu_budget import CpuBudget, read_cpu_budget
 from edgefleet.runtime.datatypes import from_numpy, from_ort, to_numpy
 from edgefleet.runtime.errors import InferInputError, InferRunError, ModelLoadError
 from edgefleet.runtime.providers import (
+    CPU,
     ProviderCache,
     ProviderChoice,
     candidates,
     hardware_fingerprint,
     pick_fastest,
+    provider_options,
     resolve_providers,
 )
 
@@ -240,9 +242,20 @@ class ModelSession:
         return model
 
     @staticmethod
-    def _create(source: Path, options: Any, providers: Sequence[str], path: Path) -> Any:
+    def _create(
+        source: Path, options: Any, providers: Sequence[str], path: Path, cache_dir: Path | None = None
+    ) -> Any:
+        pairs = provider_options(providers, cache_dir)
+        names = [name for name, _ in pairs]
+        opts = [o for _, o in pairs]
+        for o in opts:
+            for key, value in o.items():
+                if key.endswith(("_path", "cache_dir")):
+                    Path(value).mkdir(parents=True, exist_ok=True)
         try:
-            return ort.InferenceSession(str(source), sess_options=options, providers=list(providers))
+            return ort.InferenceSession(
+                str(source), sess_options=options, providers=names, provider_options=opts
+            )
         except Exception as exc:
             raise ModelLoadError(
                 f"ONNX Runtime cannot load {path}: {_ort_message(exc)}", path=str(path)
@@ -259,10 +272,11 @@ class ModelSession:
         available: Sequence[str],
         proc: Path,
     ) -> tuple[Any, str]:
-        if config.cache_dir is None or config.optimization_level == "disable":
-            return cls._create(
-                path, _options(config, threads, config.optimization_level), providers, path
-            ), "off"
+        if config.cache_dir is None or config.optimization_level == "disable" or tuple(providers) != (CPU,):
+            # A graph with nodes compiled by an accelerator provider cannot be saved; those
+            # providers keep their own caches (see provider_options).
+            options = _options(config, threads, config.optimization_level)
+            return cls._create(path, options, providers, path, config.cache_dir), "off"
         key_text = "|".join(
             [
                 sha,
@@ -296,7 +310,8 @@ class ModelSession:
         cls, path: Path, sha: str, config: SessionConfig, threads: int, available: Sequence[str], proc: Path
     ) -> ProviderChoice:
         def measure(option: tuple[str, ...]) -> float:
-            session = cls._create(path, _options(config, threads, config.optimization_level), option, path)
+            options = _options(config, threads, config.optimization_level)
+            session = cls._create(path, options, option, path, config.cache_dir)
             specs = tuple(_spec(a) for a in session.get_inputs())
             feeds = sample_inputs(specs)
             for _ in range(3):

@@ -95,3 +95,16 @@ def test_hardware_fingerprint_follows_cpuinfo(tmp_path: Path) -> None:
     assert a == hardware_fingerprint(tmp_path, available=(CPU,))
     (tmp_path / "cpuinfo").write_text("model name\t: Board B\nflags\t: fp asimd\n")
     assert hardware_fingerprint(tmp_path, available=(CPU,)) != a
+
+
+@pytest.mark.unit
+def test_compiling_providers_keep_their_caches(tmp_path: Path) -> None:
+    """TensorRT engines and OpenVINO blobs are cached under the cache dir; CPU gets no options."""
+    from edgefleet.runtime.providers import provider_options
+
+    pairs = dict(provider_options(["TensorrtExecutionProvider", "OpenVINOExecutionProvider", CPU], tmp_path))
+    assert pairs["TensorrtExecutionProvider"]["trt_engine_cache_enable"] == "True"
+    assert pairs["TensorrtExecutionProvider"]["trt_engine_cache_path"] == str(tmp_path / "tensorrt")
+    assert pairs["OpenVINOExecutionProvider"] == {"cache_dir": str(tmp_path / "openvino")}
+    assert pairs[CPU] == {}
+    assert provider_options(["TensorrtExecutionProvider"], None) == [("TensorrtExecutionProvider", {})]
