@@ -95,16 +95,20 @@ class Server:
         A model that fails to load is reported in :attr:`load_errors`; the others serve.
         """
         s = self.settings
-        if s.grpc_port is not None:
-            self._grpc, self.grpc_port = build_grpc_server(
-                self.dataplane,
-                address=f"{_url_host(s.host)}:{s.grpc_port}",
-                max_body_bytes=s.max_body_bytes,
-                workers=s.workers,
-            )
-            self._grpc.start()
-        if s.http_port is not None:
-            self._start_http(timeout)
+        try:
+            if s.grpc_port is not None:
+                self._grpc, self.grpc_port = build_grpc_server(
+                    self.dataplane,
+                    address=f"{_url_host(s.host)}:{s.grpc_port}",
+                    max_body_bytes=s.max_body_bytes,
+                    workers=s.workers,
+                )
+                self._grpc.start()
+            if s.http_port is not None:
+                self._start_http(timeout)
+        except BaseException:
+            self.stop(grace=0)
+            raise
         if load:
             self.load_errors = self.manager.load_all()
         self.dataplane.mark_ready()

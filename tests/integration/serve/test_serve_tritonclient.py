@@ -150,3 +150,24 @@ def test_nothing_loadable_exits_with_the_error(tmp_path: Path) -> None:
         assert r.returncode == exit_code, r.stderr
         assert code in r.stderr
         assert "Traceback" not in r.stderr
+
+
+@pytest.mark.integration
+def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    """A port in use fails with serve.bind_failed naming the address, and nothing is left bound."""
+    import socket
+
+    from edgefleet.errors import UnavailableError
+    from edgefleet.serving import ServeSettings, build_server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = build_server(
+            affine_model(tmp_path / "m.onnx", 1.0), ServeSettings(http_port=port, grpc_port=0)
+        )
+        with pytest.raises(UnavailableError) as err:
+            server.start()
+        assert err.value.code == "serve.bind_failed"
+        assert str(port) in err.value.message
