@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
+
 from edgefleet import __version__
 from edgefleet.errors import EdgefleetError
 from edgefleet.runtime.errors import ModelNotReadyError
@@ -103,9 +105,7 @@ class DataPlane:
                 labels = (model.name, str(model.version))
                 children = metrics.for_model(*labels)
                 children.requests.inc()
-                feeds = {i.name: i.data for i in request.inputs}
-                if len(feeds) != len(request.inputs):
-                    raise RequestError("an input name appears twice", field="inputs")
+                feeds = _feeds(request)
                 names = [o.name for o in request.outputs] if request.outputs else None
                 result = model.infer(feeds, names)
                 specs = {s.name: s for s in model.session.outputs}
@@ -119,13 +119,23 @@ class DataPlane:
         except EdgefleetError as exc:
             self.count_failure(labels[0], labels[1], exc.code)
             raise
+        except Exception:
+            self.count_failure(labels[0], labels[1], "internal")
+            raise
         finally:
             metrics.in_flight.dec()
 
     def count_failure(self, model: str, version: str, reason: str) -> None:
-        """Count a failed request; the edges call it for errors raised before :meth:`infer`."""
-        known = model in self.manager.repository.names()
-        self.metrics.failures.labels(model if known else "", version if known else "", reason).inc()
+        """Count a failed request; the edges call it for errors raised before :meth:`infer`.
+
+        Names that the repository does not hold, and versions that are not loaded, are counted
+        under empty labels so that clients cannot grow the label set.
+        """
+        if model not in self.manager.repository.names():
+            model, version = "", ""
+        elif not version.isdigit() or int(version) not in self.manager.loaded(model):
+            version = ""
+        self.metrics.failures.labels(model, version, reason).inc()
 
     # -- repository extension --------------------------------------------------------------------
 
@@ -138,3 +148,10 @@ class DataPlane:
 
     def unload(self, model: str) -> None:
         self.manager.unload(model)
+
+
+def _feeds(request: InferRequest) -> dict[str, np.ndarray]:
+    feeds = {i.name: i.data for i in request.inputs}
+    if len(feeds) != len(request.inputs):
+        raise RequestError("an input name appears twice", field="inputs")
+    return feeds
