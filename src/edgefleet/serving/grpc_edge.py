@@ -196,6 +196,8 @@ def build_grpc_server(
             ("grpc.max_receive_message_length", max_body_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),
+            # Let a client send a whole image without waiting for flow-control window updates.
+            ("grpc.http2.lookahead_bytes", 4 * 1024 * 1024),
         ],
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(_Servicer(dataplane), server)  # type: ignore[no-untyped-call]

@@ -2,7 +2,8 @@
 
 Raw ORT in process, REST-binary and gRPC against a real `edgefleet serve` process, interleaved in
 rounds on the same machine; prints the median of each round's p50/p90, the overhead, idle RSS and
-time to ready. Run: `.venv/bin/python -m pytest -m bench tests/integration/serve -s -p no:cacheprovider`.
+time to ready. Run: `.venv/bin/python -m pytest -m bench tests/integration/serve -s -p no:cacheprovider`
+(``EDGEFLEET_BENCH_SPINNING=0`` measures both sides with spinning off).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tests.unit.serve.serve_models import wheel_model
 
 ROUNDS = int(os.environ.get("EDGEFLEET_BENCH_ROUNDS", "5"))
 PER_ROUND = int(os.environ.get("EDGEFLEET_BENCH_REQUESTS", "200"))
+SPINNING = os.environ.get("EDGEFLEET_BENCH_SPINNING", "1") != "0"
 
 
 def _percentiles(call: Callable[[], object]) -> tuple[float, float]:
@@ -52,9 +54,11 @@ def test_overhead_over_raw_onnxruntime(tmp_path: Path) -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if SPINNING else "0")
     raw = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     started = time.perf_counter()
-    with serve_process(model, "--no-cache", "--model-name", "m") as srv:
+    spinning = "--spinning" if SPINNING else "--no-spinning"
+    with serve_process(model, "--no-cache", "--model-name", "m", spinning) as srv:
         ready_s = time.perf_counter() - started
         rss_mb = int(Path(f"/proc/{srv.process.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
         header = json.dumps(
@@ -111,7 +115,7 @@ def test_overhead_over_raw_onnxruntime(tmp_path: Path) -> None:
     lines = [
         (
             f"machine: {platform.machine()}, cpus {os.cpu_count()}, budget threads {threads}, "
-            f"onnxruntime {ort.__version__}, load avg {os.getloadavg()[0]:.1f}"
+            f"onnxruntime {ort.__version__}, spinning {SPINNING}, load avg {os.getloadavg()[0]:.1f}"
         ),
         f"ready in {ready_s:.2f} s (process start to ready); RSS with model {rss_mb:.0f} MB",
         f"{'path':<12} {'p50 ms':>8} {'p90 ms':>8} {'p50 over raw':>13}",
