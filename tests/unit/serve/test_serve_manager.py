@@ -205,3 +205,19 @@ def test_bad_config_is_reported_and_keeps_the_old_version(tmp_path: Path) -> Non
     assert manager.get("affine").config.instances == 2
     assert all(r.state == "READY" for r in manager.index())
     manager.close()
+
+
+@pytest.mark.unit
+def test_single_file_is_reloaded_when_replaced(tmp_path: Path) -> None:
+    """Serving one file, replacing it (by rename) reloads it in place as version 1."""
+    path = affine_model(tmp_path / "m.onnx", 2.0)
+    manager = ModelManager(ModelRepository(path))
+    manager.load_all()
+    with manager.lease("m") as m:
+        np.testing.assert_allclose(m.infer(FEEDS).outputs["y"], affine_expected(FEEDS["x"], 2.0))
+    affine_model(tmp_path / "next.onnx", 4.0).replace(path)
+    assert manager.poll() == {}
+    with manager.lease("m") as m:
+        assert m.version == 1
+        np.testing.assert_allclose(m.infer(FEEDS).outputs["y"], affine_expected(FEEDS["x"], 4.0))
+    manager.close()
