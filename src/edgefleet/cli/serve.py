@@ -53,6 +53,13 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         int, typer.Option(min=1, help="Largest request body accepted (413 above).")
     ] = 64 * 1024 * 1024,
     workers: Annotated[int, typer.Option(min=1, max=256, help="Request threads per protocol.")] = 8,
+    inline_below_ms: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="REST: run a lone request on the event loop when its model takes less than this (0: never).",
+        ),
+    ] = 10.0,
     model_name: Annotated[
         str | None, typer.Option(help="Model name when serving a single file (default: the file name).")
     ] = None,
@@ -115,6 +122,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         grpc_port=None if grpc_port < 0 else grpc_port,
         max_body_bytes=max_body_bytes,
         workers=workers,
+        inline_below_ms=inline_below_ms,
         model_name=model_name,
         session=session,
     )

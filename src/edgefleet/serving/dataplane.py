@@ -56,6 +56,9 @@ class DataPlane:
         self.name = name
         self.version = __version__
         self._ready = threading.Event()
+        self.in_flight = 0
+        """Requests inside :meth:`infer` now, over every edge (an int: cheap to read anywhere)."""
+        self._count_lock = threading.Lock()
 
     # -- health and metadata -------------------------------------------------------------------
 
@@ -99,6 +102,8 @@ class DataPlane:
         started = time.perf_counter()
         metrics = self.metrics
         metrics.in_flight.inc()
+        with self._count_lock:
+            self.in_flight += 1
         labels: tuple[str, str] = (request.model, request.version or "")
         try:
             with self.manager.lease(request.model, request.version or None) as model:
@@ -123,6 +128,8 @@ class DataPlane:
             self.count_failure(labels[0], labels[1], "internal")
             raise
         finally:
+            with self._count_lock:
+                self.in_flight -= 1
             metrics.in_flight.dec()
 
     def count_failure(self, model: str, version: str, reason: str) -> None:

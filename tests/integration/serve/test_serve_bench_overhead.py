@@ -32,6 +32,7 @@ from tests.unit.serve.serve_models import wheel_model
 ROUNDS = int(os.environ.get("EDGEFLEET_BENCH_ROUNDS", "5"))
 PER_ROUND = int(os.environ.get("EDGEFLEET_BENCH_REQUESTS", "200"))
 SPINNING = os.environ.get("EDGEFLEET_BENCH_SPINNING", "1") != "0"
+SERVE_ARGS = os.environ.get("EDGEFLEET_BENCH_SERVE_ARGS", "").split()
 
 
 def _percentiles(call: Callable[[], object]) -> tuple[float, float]:
@@ -58,7 +59,7 @@ def test_overhead_over_raw_onnxruntime(tmp_path: Path) -> None:
     raw = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     started = time.perf_counter()
     spinning = "--spinning" if SPINNING else "--no-spinning"
-    with serve_process(model, "--no-cache", "--model-name", "m", spinning) as srv:
+    with serve_process(model, "--no-cache", "--model-name", "m", spinning, *SERVE_ARGS) as srv:
         ready_s = time.perf_counter() - started
         rss_mb = int(Path(f"/proc/{srv.process.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
         header = json.dumps(
@@ -115,7 +116,8 @@ def test_overhead_over_raw_onnxruntime(tmp_path: Path) -> None:
     lines = [
         (
             f"machine: {platform.machine()}, cpus {os.cpu_count()}, budget threads {threads}, "
-            f"onnxruntime {ort.__version__}, spinning {SPINNING}, load avg {os.getloadavg()[0]:.1f}"
+            f"onnxruntime {ort.__version__}, spinning {SPINNING}, serve args {SERVE_ARGS}, "
+            f"load avg {os.getloadavg()[0]:.1f}"
         ),
         f"ready in {ready_s:.2f} s (process start to ready); RSS with model {rss_mb:.0f} MB",
         f"{'path':<12} {'p50 ms':>8} {'p90 ms':>8} {'p50 over raw':>13}",

@@ -261,3 +261,20 @@ def test_bytes_tensors_over_json(client: httpx.Client) -> None:
 def test_unknown_route_and_method_are_json(client: httpx.Client) -> None:
     _error(client.get("/v2/models/affine/config"), 404, "serve.no_route")
     _error(client.get("/v2/models/affine/infer"), 405, "serve.no_route")
+
+
+@pytest.mark.integration
+def test_lone_fast_requests_run_inline_and_others_do_not(client: httpx.Client, server: Server) -> None:
+    """Sequential requests to a fast model run on the event loop; batching models never do."""
+    assert server.rest_app is not None
+    api = server.rest_app.api
+    for _ in range(3):
+        r = client.post("/v2/models/affine/infer", json={"inputs": _good_inputs()})
+        assert r.status_code == 200
+        assert r.json()["outputs"][0]["data"] == [3.0, 5.0, 7.0, 9.0]
+    before = api.inline_runs
+    client.post("/v2/models/affine/infer", json={"inputs": _good_inputs()})
+    assert api.inline_runs == before + 1
+    for _ in range(3):
+        assert client.post("/v2/models/batched/infer", json={"inputs": _good_inputs()}).status_code == 200
+    assert api.inline_runs == before + 1
