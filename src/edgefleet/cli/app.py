@@ -24,6 +24,7 @@ from edgefleet.cli import optimize as optimize_cli
 from edgefleet.cli import pipeline as pipeline_cli
 from edgefleet.cli import probe as probe_cli
 from edgefleet.cli import run as run_cli
+from edgefleet.cli import serve as serve_cli
 from edgefleet.cli import tune as tune_cli
 from edgefleet.cli.context import CliContext, cli_context
 from edgefleet.config import Settings, load_settings
@@ -86,6 +87,7 @@ app.add_typer(keys_cli.app, name="keys")
 app.add_typer(pipeline_cli.pipeline_app, name="pipeline")
 app.command("bench")(bench_cli.bench)
 app.command("optimize")(optimize_cli.optimize)
+app.command("serve")(serve_cli.serve)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
