@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from edgefleet.loadgen.errors import BenchInputError
+from edgefleet.runtime.datatypes import KSERVE_TO_NUMPY, ORT_TO_KSERVE
 
 __all__ = [
     "ORT_TO_V2",
@@ -28,39 +28,11 @@ __all__ = [
     "v2_datatype",
 ]
 
-V2_TO_NUMPY: dict[str, npt.DTypeLike] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
-"""KServe v2 datatypes and the numpy dtype that carries each."""
+V2_TO_NUMPY = KSERVE_TO_NUMPY
+"""KServe v2 datatypes and the numpy dtype that carries each (the runtime's table)."""
 
-ORT_TO_V2: dict[str, str] = {
-    "tensor(bool)": "BOOL",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(float16)": "FP16",
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(string)": "BYTES",
-}
-"""ONNX Runtime's type strings and their KServe v2 datatype."""
+ORT_TO_V2 = ORT_TO_KSERVE
+"""ONNX Runtime's type strings and their KServe v2 datatype (the runtime's table)."""
 
 
 @dataclass(frozen=True)

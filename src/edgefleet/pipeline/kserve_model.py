@@ -10,13 +10,9 @@ import numpy as np
 
 from edgefleet.pipeline.errors import PipelineFailedError, SourceUnavailableError
 from edgefleet.pipeline.inference import TensorInfo, Tensors
+from edgefleet.runtime.datatypes import to_numpy
 
 __all__ = ["KServeModel"]
-
-_V2_TO_NUMPY = {
-    "FP32": "float32", "FP16": "float16", "FP64": "float64", "UINT8": "uint8", "INT8": "int8",
-    "INT32": "int32", "INT64": "int64", "BOOL": "bool",
-}  # fmt: skip
 
 
 class KServeModel:
@@ -96,5 +92,5 @@ class KServeModel:
 def _info(meta: Mapping[str, Any]) -> TensorInfo:
     shape = tuple(int(d) if int(d) >= 0 else None for d in meta.get("shape", []))
     return TensorInfo(
-        str(meta["name"]), shape, _V2_TO_NUMPY.get(str(meta.get("datatype", "FP32")), "float32")
+        str(meta["name"]), shape, (to_numpy(str(meta.get("datatype", "FP32"))) or np.dtype(np.float32)).name
     )

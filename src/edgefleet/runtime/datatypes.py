@@ -6,7 +6,7 @@ from typing import Final
 
 import numpy as np
 
-__all__ = ["KSERVE_TO_NUMPY", "from_numpy", "from_ort", "to_numpy"]
+__all__ = ["KSERVE_TO_NUMPY", "ORT_TO_KSERVE", "from_numpy", "from_ort", "to_numpy"]
 
 KSERVE_TO_NUMPY: Final[dict[str, np.dtype[np.generic]]] = {
     "BOOL": np.dtype(np.bool_),
@@ -26,7 +26,7 @@ KSERVE_TO_NUMPY: Final[dict[str, np.dtype[np.generic]]] = {
 
 _NUMPY_TO_KSERVE: Final[dict[np.dtype[np.generic], str]] = {v: k for k, v in KSERVE_TO_NUMPY.items()}
 
-_ORT_TO_KSERVE: Final[dict[str, str]] = {
+ORT_TO_KSERVE: Final[dict[str, str]] = {
     "tensor(bool)": "BOOL",
     "tensor(uint8)": "UINT8",
     "tensor(uint16)": "UINT16",
@@ -45,7 +45,7 @@ _ORT_TO_KSERVE: Final[dict[str, str]] = {
 
 def from_ort(ort_type: str) -> str | None:
     """The KServe datatype of an ONNX Runtime type string, ``None`` when v2 has no equivalent."""
-    return _ORT_TO_KSERVE.get(ort_type)
+    return ORT_TO_KSERVE.get(ort_type)
 
 
 def to_numpy(datatype: str) -> np.dtype[np.generic] | None:
