@@ -142,13 +142,16 @@ def fetch_debs(
             done = runner(argv, cwd=debs, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise ImageBuildError(
-                    f"apt-get {step} for {arch} failed (exit {done.returncode}): {done.stderr.strip()[-800:]}",
+                    f"apt-get {step} for {arch} failed (exit {done.returncode}): "
+                    f"{done.stderr.strip()[-800:]}",
                     arch=arch,
                 )
         have = {p: _deb_for(debs, p, arch) for p in packages}
         still = [p for p, deb in have.items() if deb is None]
         if still:
-            raise ImageNotFoundError(f"apt-get did not download {', '.join(still)} for {arch}", packages=still)
+            raise ImageNotFoundError(
+                f"apt-get did not download {', '.join(still)} for {arch}", packages=still
+            )
     return [deb for deb in have.values() if deb is not None]
 
 
@@ -160,7 +163,9 @@ def debs_key(debs: Sequence[Path]) -> str:
     return sha.hexdigest()
 
 
-def compile_tree(root: Path, under: str, *, python: str = sys.executable, runner: Runner = subprocess.run) -> None:
+def compile_tree(
+    root: Path, under: str, *, python: str = sys.executable, runner: Runner = subprocess.run
+) -> None:
     """Byte-compile ``root/under`` as ``/under`` with unchecked-hash pycs (no timestamps)."""
     done = runner(
         [
@@ -205,7 +210,9 @@ def stage_base(
     for deb in sorted(debs, key=lambda p: p.name):
         done = runner(["dpkg-deb", "-x", str(deb), str(staging)], capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise ImageBuildError(f"dpkg-deb -x {deb.name} failed: {done.stderr.strip()[-800:]}", deb=str(deb))
+            raise ImageBuildError(
+                f"dpkg-deb -x {deb.name} failed: {done.stderr.strip()[-800:]}", deb=str(deb)
+            )
     for rel in _PRUNE:
         target = staging / rel
         if target.is_dir() and not target.is_symlink():

@@ -33,9 +33,24 @@ from edgefleet.image.oci import (
     write_layer,
     write_layout,
 )
-from edgefleet.image.wheels import SITE_PACKAGES, fetch_wheels, resolve, stage_edgefleet, unpack_wheel, wheels_key
+from edgefleet.image.wheels import (
+    SITE_PACKAGES,
+    fetch_wheels,
+    resolve,
+    stage_edgefleet,
+    unpack_wheel,
+    wheels_key,
+)
 
-__all__ = ["HTTP_PORT", "GRPC_PORT", "LABEL_PREFIX", "BuildResult", "ImageInfo", "build_image", "parse_platforms"]
+__all__ = [
+    "GRPC_PORT",
+    "HTTP_PORT",
+    "LABEL_PREFIX",
+    "BuildResult",
+    "ImageInfo",
+    "build_image",
+    "parse_platforms",
+]
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -92,7 +107,11 @@ class BuildResult:
         """For ``--json`` and the docs."""
         return {
             "path": str(self.path),
-            "bundle": {"name": self.bundle_name, "version": self.bundle_version, "sha256": self.bundle_sha256},
+            "bundle": {
+                "name": self.bundle_name,
+                "version": self.bundle_version,
+                "sha256": self.bundle_sha256,
+            },
             "index_digest": self.index_digest,
             "size": self.path.stat().st_size,
             "images": [
@@ -123,7 +142,9 @@ def _epoch(source_date_epoch: int | None) -> int:
         return source_date_epoch
     text = os.environ.get("SOURCE_DATE_EPOCH", "0")
     if not text.isdigit():
-        raise ImageInputError(f"SOURCE_DATE_EPOCH: {text!r} is not a number of seconds", field="SOURCE_DATE_EPOCH")
+        raise ImageInputError(
+            f"SOURCE_DATE_EPOCH: {text!r} is not a number of seconds", field="SOURCE_DATE_EPOCH"
+        )
     return int(text)
 
 
@@ -214,7 +235,9 @@ def _base_archive_layers(archive: Path, arch: str, work: Path) -> tuple[list[Lay
             tar.extractall(out, filter="data")
         index = json.loads((out / "index.json").read_text())
     except (tarfile.TarError, OSError, ValueError) as exc:
-        raise ImageInputError(f"--base: {archive} is not an OCI image layout archive ({exc})", field="base") from exc
+        raise ImageInputError(
+            f"--base: {archive} is not an OCI image layout archive ({exc})", field="base"
+        ) from exc
 
     def blob(digest: str) -> Path:
         return out / "blobs" / "sha256" / digest.removeprefix("sha256:")
@@ -240,11 +263,22 @@ def _base_archive_layers(archive: Path, arch: str, work: Path) -> tuple[list[Lay
 
 
 def _config(
-    arch: str, layers: Sequence[Layer], manifest: Any, bundle_sha256: str, epoch: int, base_env: Sequence[str]
+    arch: str,
+    layers: Sequence[Layer],
+    manifest: Any,
+    *,
+    bundle_sha256: str,
+    epoch: int,
+    base_env: Sequence[str],
 ) -> dict[str, Any]:
     model = f"/bundle/{manifest.name}/{manifest.model.path}"
     created = "1970-01-01T00:00:00Z" if epoch == 0 else _iso(epoch)
-    health = ["/usr/bin/python3.11", "-m", "edgefleet.image.health", f"http://127.0.0.1:{HTTP_PORT}/v2/health/ready"]
+    health = [
+        "/usr/bin/python3.11",
+        "-m",
+        "edgefleet.image.health",
+        f"http://127.0.0.1:{HTTP_PORT}/v2/health/ready",
+    ]
     labels = {
         f"{LABEL_PREFIX}.bundle.name": manifest.name,
         f"{LABEL_PREFIX}.bundle.version": manifest.version,
@@ -273,7 +307,7 @@ def _config(
             "Env": env,
             "Entrypoint": ["/usr/bin/python3.11", "-m", "edgefleet"],
             "Cmd": ["serve", model, "--model-name", manifest.name, "--host", "0.0.0.0"],  # noqa: S104 - the container's own interface
-            "WorkingDir": "/tmp",
+            "WorkingDir": "/tmp",  # noqa: S108 - the container's tmpfs
             "ExposedPorts": {f"{HTTP_PORT}/tcp": {}, f"{GRPC_PORT}/tcp": {}},
             "Labels": labels,
             "StopSignal": "SIGTERM",
@@ -288,7 +322,10 @@ def _config(
             },
         },
         "rootfs": {"type": "layers", "diff_ids": [la.diff_id for la in layers]},
-        "history": [{"created": created, "created_by": "edgefleet image build", "comment": la.comment} for la in layers],
+        "history": [
+            {"created": created, "created_by": "edgefleet image build", "comment": la.comment}
+            for la in layers
+        ],
     }
 
 
@@ -332,7 +369,9 @@ def build_image(
             else:
                 lower = [_base_layer(arch, cache_dir, epoch, runner, python)]
             layers = [*lower, _runtime_layer(arch, cache_dir, epoch, runner, python), bundle_layer]
-            config_bytes = canonical_json(_config(arch, layers, manifest, verified.sha256, epoch, base_env))
+            config_bytes = canonical_json(
+                _config(arch, layers, manifest, bundle_sha256=verified.sha256, epoch=epoch, base_env=base_env)
+            )
             config = Blob.of(config_bytes, MEDIA_CONFIG)
             image_manifest = {
                 "schemaVersion": 2,
@@ -349,7 +388,11 @@ def build_image(
             images.append(ImageInfo(arch, manifest_blob, config, tuple(layers)))
         platform_descs = [
             i.manifest.descriptor(
-                platform={"architecture": i.arch, "os": "linux", **({"variant": "v8"} if i.arch == "arm64" else {})}
+                platform={
+                    "architecture": i.arch,
+                    "os": "linux",
+                    **({"variant": "v8"} if i.arch == "arm64" else {}),
+                }
             )
             for i in images
         ]
@@ -357,7 +400,9 @@ def build_image(
         if len(images) == 1:
             top = {**platform_descs[0], "annotations": annotations}
         else:
-            nested = canonical_json({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": platform_descs})
+            nested = canonical_json(
+                {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": platform_descs}
+            )
             nested_blob = Blob.of(nested, MEDIA_INDEX)
             json_blobs[nested_blob.digest] = nested
             top = nested_blob.descriptor(annotations=annotations)

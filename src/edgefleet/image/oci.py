@@ -12,13 +12,12 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 from edgefleet.image.errors import ImageBuildError
 
@@ -95,10 +94,14 @@ class Layer:
         )
 
 
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
 class _HashingWriter(io.RawIOBase):
     """Hashes and counts what passes through to ``sink``."""
 
-    def __init__(self, sink: IO[bytes]) -> None:
+    def __init__(self, sink: _Sink) -> None:
         self.sink, self.sha, self.size = sink, hashlib.sha256(), 0
 
     def writable(self) -> bool:
@@ -114,9 +117,7 @@ class _HashingWriter(io.RawIOBase):
 
 def _walk(root: Path) -> Iterator[Path]:
     """Every path under ``root`` (not ``root`` itself), sorted, parents before children."""
-    names = sorted(os.listdir(root))
-    for name in names:
-        path = root / name
+    for path in sorted(root.iterdir(), key=lambda p: p.name):
         yield path
         if path.is_dir() and not path.is_symlink():
             yield from _walk(path)
@@ -127,14 +128,16 @@ def _tarinfo(path: Path, arcname: str, epoch: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(arcname)
     info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
     if stat.S_ISLNK(st.st_mode):
-        info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, str(path.readlink()), 0o777
     elif stat.S_ISDIR(st.st_mode):
         info.type, info.mode = tarfile.DIRTYPE, 0o755
     elif stat.S_ISREG(st.st_mode):
         info.type, info.size = tarfile.REGTYPE, st.st_size
         info.mode = 0o755 if st.st_mode & 0o111 else 0o644
     else:
-        raise ImageBuildError(f"{path}: only files, directories and symlinks can go into a layer", path=str(path))
+        raise ImageBuildError(
+            f"{path}: only files, directories and symlinks can go into a layer", path=str(path)
+        )
     return info
 
 
@@ -151,8 +154,8 @@ def write_layer(
     with tmp.open("wb") as f:
         compressed = _HashingWriter(f)
         with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
-            raw = _HashingWriter(gz)  # type: ignore[arg-type]  # GzipFile is a binary writer
-            with tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            raw = _HashingWriter(gz)
+            with tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for path in _walk(staging):
                     arcname = path.relative_to(staging).as_posix()
                     info = _tarinfo(path, arcname, epoch)
@@ -165,7 +168,9 @@ def write_layer(
                         tar.addfile(info)
     digest = "sha256:" + compressed.sha.hexdigest()
     tmp.replace(dest)
-    return Layer(dest, Blob(digest, compressed.size, MEDIA_LAYER), "sha256:" + raw.sha.hexdigest(), raw.size, comment)
+    return Layer(
+        dest, Blob(digest, compressed.size, MEDIA_LAYER), "sha256:" + raw.sha.hexdigest(), raw.size, comment
+    )
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, epoch: int) -> None:

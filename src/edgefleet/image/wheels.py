@@ -50,7 +50,9 @@ SERVE_ROOTS: tuple[str, ...] = (
     "httptools",
 )
 # Required by the metadata of packages above but never imported by `edgefleet serve`.
-EXCLUDED: frozenset[str] = frozenset({"sympy", "mpmath", "coloredlogs", "humanfriendly", "onnx", "tritonclient"})
+EXCLUDED: frozenset[str] = frozenset(
+    {"sympy", "mpmath", "coloredlogs", "humanfriendly", "onnx", "tritonclient"}
+)
 
 _MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
 # Debian 12 has glibc 2.36: every manylinux tag up to it fits.
@@ -77,12 +79,14 @@ def _core_requirements() -> list[str]:
     return [r for r in requires if "extra ==" not in r]
 
 
-def resolve(arch: str, roots: Iterable[str] = SERVE_ROOTS, exclude: frozenset[str] = EXCLUDED) -> list[Requirement]:
+def resolve(
+    arch: str, roots: Iterable[str] = SERVE_ROOTS, exclude: frozenset[str] = EXCLUDED
+) -> list[Requirement]:
     """The pinned closure of ``roots`` and edgefleet's core dependencies for a Linux ``arch``."""
     from packaging.markers import default_environment
     from packaging.requirements import Requirement as PkgRequirement
 
-    env: dict[str, str] = dict(default_environment())
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     env.update(
         platform_machine=_MACHINES[arch],
         sys_platform="linux",
@@ -106,7 +110,8 @@ def resolve(arch: str, roots: Iterable[str] = SERVE_ROOTS, exclude: frozenset[st
             dist = md.distribution(req.name)
         except md.PackageNotFoundError as exc:
             raise ImageNotFoundError(
-                f"{req.name} is needed in the image but not installed here (pip install 'edgefleet[serving]')",
+                f"{req.name} is needed in the image but not installed here "
+                "(pip install 'edgefleet[serving]')",
                 package=req.name,
             ) from exc
         seen[name] = Requirement(name, dist.version)
@@ -153,14 +158,23 @@ def fetch_wheels(
     missing = [r for r in reqs if _find_wheel(wheels, r, arch) is None]
     if missing:
         argv = [python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps"]
-        argv += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
+        argv += [
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+        ]
         for tag in platform_tags(arch):
             argv += ["--platform", tag]
         argv += ["--dest", str(wheels), *(f"{r.name}=={r.version}" for r in missing)]
         done = runner(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise ImageBuildError(
-                f"pip download for {arch} failed (exit {done.returncode}): {done.stderr.strip()[-800:]}", arch=arch
+                f"pip download for {arch} failed (exit {done.returncode}): {done.stderr.strip()[-800:]}",
+                arch=arch,
             )
     found = []
     for r in reqs:
@@ -222,5 +236,7 @@ def wheels_key(wheels: Iterable[Path]) -> str:
     """A digest of the wheel files."""
     sha = hashlib.sha256()
     for wheel in sorted(wheels, key=lambda p: p.name):
-        sha.update(wheel.name.encode() + b"\0" + hashlib.sha256(wheel.read_bytes()).hexdigest().encode() + b"\n")
+        sha.update(
+            wheel.name.encode() + b"\0" + hashlib.sha256(wheel.read_bytes()).hexdigest().encode() + b"\n"
+        )
     return sha.hexdigest()
