@@ -83,7 +83,7 @@ def build(  # noqa: PLR0917 - typer maps one parameter to each documented option
             table.add_column(col)
         for layer in image["layers"]:
             table.add_row(
-                layer["comment"].split(":")[0],
+                layer["comment"].split(" sha256:")[0].split(":")[0],
                 layer["digest"][:19],
                 _mib(layer["size"]),
                 _mib(layer["uncompressed_size"]),

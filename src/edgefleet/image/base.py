@@ -79,6 +79,8 @@ _PRUNE: tuple[str, ...] = (
     "usr/lib/python3.11/distutils/tests",
     "usr/lib/python3.11/config-3.11-x86_64-linux-gnu",
     "usr/lib/python3.11/config-3.11-aarch64-linux-gnu",
+    "usr/lib/x86_64-linux-gnu/gconv",  # iconv modules: Python's codecs do not use them
+    "usr/lib/aarch64-linux-gnu/gconv",
     "etc/init.d",
     "etc/ld.so.conf.d",
     "usr/sbin",

@@ -57,7 +57,7 @@ Runner = Callable[..., subprocess.CompletedProcess[str]]
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 LABEL_PREFIX = "io.edgefleet"
-_LAYER_FORMAT = "1"  # bump when the staging of a cached layer changes
+_LAYER_FORMAT = "2"  # bump when the staging of a cached layer changes
 _PLATFORMS = {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm64/v8": "arm64"}
 
 

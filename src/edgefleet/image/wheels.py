@@ -185,8 +185,18 @@ def fetch_wheels(
     return found
 
 
-# Inside unpacked wheels: test suites and headers a server does not need.
+# Inside unpacked wheels: test suites and headers a server does not need, and the model tooling
+# (quantization, fp16 conversion, Fortran wrappers) that `edgefleet optimize` uses, not the server.
 _PRUNE_DIRS = frozenset({"tests", "testing", "__pycache__", "include"})
+_PRUNE_PREFIXES: tuple[str, ...] = (
+    "onnxruntime/transformers/",
+    "onnxruntime/quantization/",
+    "onnxruntime/tools/",
+    "onnxruntime/datasets/",
+    "numpy/f2py/",
+    "numpy/distutils/",
+    "numpy/_pyinstaller/",
+)
 
 
 def unpack_wheel(wheel: Path, site: Path) -> None:
@@ -205,6 +215,8 @@ def unpack_wheel(wheel: Path, site: Path) -> None:
             if any(p in _PRUNE_DIRS for p in parts[:-1]) and not parts[0].endswith(".dist-info"):
                 continue
             if parts[-1] == "RECORD" and parts[0].endswith(".dist-info"):
+                continue
+            if "/".join(parts).startswith(_PRUNE_PREFIXES):
                 continue
             target = site.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -152,7 +152,7 @@ def _elf_machine(data: bytes) -> int:
 def test_arm64_image_has_arm64_config_and_aarch64_wheels(
     tmp_path: Path, bundles: tuple[Path, Path], image_cache: Path
 ) -> None:
-    """Multi-platform archive: the arm64 manifest, config and binaries are aarch64 (not run: needs emulation)."""
+    """The arm64 manifest, config and binaries are aarch64 (running it needs emulation: not done)."""
     result = build_image(
         bundles[0],
         tmp_path / "multi.tar",
