@@ -185,3 +185,36 @@ def test_arm64_image_has_arm64_config_and_aarch64_wheels(
         python = bt.extractfile("usr/bin/python3.11")
         assert python is not None
         assert _elf_machine(python.read(64)) == aarch64
+
+
+def test_base_archive_given_with_base_is_the_lower_layers(
+    tmp_path: Path, bundles: tuple[Path, Path], image_cache: Path, amd64_image: Path
+) -> None:
+    """--base: another OCI archive's layers go under the runtime and bundle layers, its Env is kept."""
+    base = read_archive(amd64_image, "amd64")
+    result = build_image(
+        bundles[1], tmp_path / "on-base.tar", base=amd64_image, cache_dir=image_cache, source_date_epoch=EPOCH
+    )
+    image = read_archive(result.path, "amd64")
+    assert image.config["rootfs"]["diff_ids"][:3] == base.config["rootfs"]["diff_ids"]
+    assert len(image.config["rootfs"]["diff_ids"]) == 5
+    assert image.labels["io.edgefleet.bundle.name"] == "orient-b"
+
+
+def test_ensure_image_builds_once_per_bundle(
+    bundles: tuple[Path, Path], image_cache: Path, tmp_path: Path
+) -> None:
+    from edgefleet.image.run import ensure_image
+
+    cache = tmp_path / "agent-cache"
+    (cache / "layers").parent.mkdir(parents=True, exist_ok=True)
+    # share the expensive inputs with the session cache
+    for sub in ("debs", "wheels", "layers"):
+        (cache / sub).symlink_to(image_cache / sub)
+    first = ensure_image(bundles[0], cache, load=False)
+    archive = next((cache / "images").glob("*.tar"))
+    mtime = archive.stat().st_mtime_ns
+    again = ensure_image(bundles[0], cache, load=False)
+    assert again.image_id == first.image_id
+    assert archive.stat().st_mtime_ns == mtime
+    assert first.labels["io.edgefleet.bundle.name"] == "orientation"
