@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.request
@@ -218,3 +219,25 @@ def test_ensure_image_builds_once_per_bundle(
     assert again.image_id == first.image_id
     assert archive.stat().st_mtime_ns == mtime
     assert first.labels["io.edgefleet.bundle.name"] == "orientation"
+
+
+def test_cli_inspect_quadlet_and_errors(amd64_image: Path, tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgefleet", "image", *args], capture_output=True, text=True, check=False
+        )
+
+    inspected = cli("inspect", str(amd64_image), "--platform", "linux/amd64")
+    assert inspected.returncode == 0, inspected.stderr
+    doc = json.loads(inspected.stdout)
+    assert doc["config"]["config"]["Labels"]["io.edgefleet.bundle.name"] == "orientation"
+    unit = tmp_path / "orientation.container"
+    made = cli("quadlet", str(amd64_image), "--memory", "512m", "-o", str(unit))
+    assert made.returncode == 0, made.stderr
+    assert "ReadOnly=true" in unit.read_text().splitlines()
+    missing = cli("build", str(tmp_path / "nope.tar"), "-o", str(tmp_path / "x.tar"))
+    assert missing.returncode == 3
+    assert "image.not_found" in missing.stderr
+    bad = cli("build", str(amd64_image), "--platform", "linux/s390x", "-o", str(tmp_path / "x.tar"))
+    assert bad.returncode == 2
+    assert "--platform" in bad.stderr
