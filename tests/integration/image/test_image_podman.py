@@ -187,6 +187,17 @@ def test_arm64_image_has_arm64_config_and_aarch64_wheels(
         assert python is not None
         assert _elf_machine(python.read(64)) == aarch64
 
+    skopeo = require_tool("skopeo")
+    for arch in ("amd64", "arm64"):
+        done = subprocess.run(
+            [skopeo, "--override-arch", arch, "inspect", f"oci-archive:{result.path}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        seen = json.loads(done.stdout)
+        assert seen["Architecture"] == arch
+        assert seen["Labels"]["io.edgefleet.bundle.name"] == "orientation"
+
 
 def test_base_archive_given_with_base_is_the_lower_layers(
     tmp_path: Path, bundles: tuple[Path, Path], image_cache: Path, amd64_image: Path
