@@ -168,7 +168,13 @@ def debs_key(debs: Sequence[Path]) -> str:
 def compile_tree(
     root: Path, under: str, *, python: str = sys.executable, runner: Runner = subprocess.run
 ) -> None:
-    """Byte-compile ``root/under`` as ``/under`` with unchecked-hash pycs (no timestamps)."""
+    """Byte-compile ``root/under`` as ``/under`` with unchecked-hash pycs (no timestamps).
+
+    Byte code is specific to the minor version: when the building interpreter is not a 3.11 (the
+    image's), nothing is compiled and the image imports from source (slower start, same behaviour).
+    """
+    if python == sys.executable and sys.version_info[:2] != (3, 11):
+        return
     done = runner(
         [
             python,
