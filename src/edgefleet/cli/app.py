@@ -19,6 +19,7 @@ from rich.table import Table
 from edgefleet import __version__
 from edgefleet.cli import bench as bench_cli
 from edgefleet.cli import bundle as bundle_cli
+from edgefleet.cli import image as image_cli
 from edgefleet.cli import keys as keys_cli
 from edgefleet.cli import optimize as optimize_cli
 from edgefleet.cli import pipeline as pipeline_cli
@@ -88,6 +89,7 @@ app.add_typer(pipeline_cli.pipeline_app, name="pipeline")
 app.command("bench")(bench_cli.bench)
 app.command("optimize")(optimize_cli.optimize)
 app.command("serve")(serve_cli.serve)
+app.add_typer(image_cli.app, name="image")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
