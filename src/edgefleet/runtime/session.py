@@ -41,6 +41,7 @@ __all__ = [
     "OptLevel",
     "SessionConfig",
     "TensorSpec",
+    "check_feeds",
     "file_sha256",
     "sample_inputs",
     "spinning_for",
@@ -77,6 +78,13 @@ class SessionConfig:
     """Where optimized models and the provider choice are cached; ``None`` disables both caches."""
     warmup: bool = True
     """Run once on zeros after loading so the first request does not pay the allocations."""
+    backend: str = "auto"
+    """``onnxruntime``, ``openvino``, ``litert`` or ``auto`` (by the model file's type; see
+    :mod:`edgefleet.runtime.backend`)."""
+    delegates: tuple[str, ...] = ()
+    """LiteRT external delegates by name (``edgetpu``, ``vx``, ``teflon``) or library path."""
+    allow_cpu_fallback: bool = False
+    """When a delegate cannot be loaded, run on the CPU (XNNPACK) instead of failing."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,8 @@ def _ort_message(exc: Exception) -> str:
 
 class ModelSession:
     """A loaded ONNX model: ``inputs``/``outputs`` signatures, ``run``, and how it was built."""
+
+    backend: str = "onnxruntime"
 
     def __init__(
         self,
@@ -335,50 +345,7 @@ class ModelSession:
 
     def validate(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> None:
         """Check names, datatypes and shapes against the signature; raise :class:`InferInputError`."""
-        for name, array in feeds.items():
-            spec = self._input_by_name.get(name)
-            if spec is None:
-                raise InferInputError(
-                    f"model has no input {name!r}; inputs: {', '.join(self._input_by_name)}",
-                    code="infer.unknown_input",
-                    tensor=name,
-                    expected=list(self._input_by_name),
-                )
-            if array.dtype != spec.dtype and not (spec.datatype == "BYTES" and array.dtype.kind in "OSU"):
-                raise InferInputError(
-                    f"input {name!r} must be {spec.datatype}",
-                    code="infer.dtype_mismatch",
-                    tensor=name,
-                    expected=spec.datatype,
-                    got=from_numpy(array.dtype) or str(array.dtype),
-                )
-            if len(array.shape) != len(spec.shape) or any(
-                e >= 0 and e != g for e, g in zip(spec.shape, array.shape, strict=True)
-            ):
-                raise InferInputError(
-                    f"input {name!r} has shape {list(array.shape)}; expected {list(spec.shape)} "
-                    "(-1 = any size)",
-                    code="infer.shape_mismatch",
-                    tensor=name,
-                    expected=list(spec.shape),
-                    got=list(array.shape),
-                )
-        missing = [n for n in self._input_by_name if n not in feeds]
-        if missing:
-            raise InferInputError(
-                f"missing input {missing[0]!r}; the model needs {', '.join(self._input_by_name)}",
-                code="infer.missing_input",
-                tensor=missing[0],
-                expected=list(self._input_by_name),
-            )
-        for name in outputs or ():
-            if name not in self._output_names:
-                raise InferInputError(
-                    f"model has no output {name!r}; outputs: {', '.join(self._output_names)}",
-                    code="infer.unknown_output",
-                    tensor=name,
-                    expected=self._output_names,
-                )
+        check_feeds(self._input_by_name, self._output_names, feeds, outputs)
 
     def run(
         self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
@@ -394,6 +361,58 @@ class ModelSession:
         except Exception as exc:
             raise InferRunError(f"ONNX Runtime failed: {_ort_message(exc)}") from exc
         return {n: np.asarray(r) for n, r in zip(names, results, strict=True)}
+
+
+def check_feeds(
+    input_by_name: Mapping[str, TensorSpec],
+    output_names: Sequence[str],
+    feeds: Mapping[str, np.ndarray],
+    outputs: Sequence[str] | None = None,
+) -> None:
+    """Check names, datatypes and shapes against the signature; raise :class:`InferInputError`."""
+    for name, array in feeds.items():
+        spec = input_by_name.get(name)
+        if spec is None:
+            raise InferInputError(
+                f"model has no input {name!r}; inputs: {', '.join(input_by_name)}",
+                code="infer.unknown_input",
+                tensor=name,
+                expected=list(input_by_name),
+            )
+        if array.dtype != spec.dtype and not (spec.datatype == "BYTES" and array.dtype.kind in "OSU"):
+            raise InferInputError(
+                f"input {name!r} must be {spec.datatype}",
+                code="infer.dtype_mismatch",
+                tensor=name,
+                expected=spec.datatype,
+                got=from_numpy(array.dtype) or str(array.dtype),
+            )
+        if len(array.shape) != len(spec.shape) or any(
+            e >= 0 and e != g for e, g in zip(spec.shape, array.shape, strict=True)
+        ):
+            raise InferInputError(
+                f"input {name!r} has shape {list(array.shape)}; expected {list(spec.shape)} (-1 = any size)",
+                code="infer.shape_mismatch",
+                tensor=name,
+                expected=list(spec.shape),
+                got=list(array.shape),
+            )
+    missing = [n for n in input_by_name if n not in feeds]
+    if missing:
+        raise InferInputError(
+            f"missing input {missing[0]!r}; the model needs {', '.join(input_by_name)}",
+            code="infer.missing_input",
+            tensor=missing[0],
+            expected=list(input_by_name),
+        )
+    for name in outputs or ():
+        if name not in output_names:
+            raise InferInputError(
+                f"model has no output {name!r}; outputs: {', '.join(output_names)}",
+                code="infer.unknown_output",
+                tensor=name,
+                expected=output_names,
+            )
 
 
 def _replace(config: SessionConfig, **changes: Any) -> SessionConfig:
