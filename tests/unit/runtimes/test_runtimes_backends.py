@@ -128,3 +128,17 @@ def test_pick_fastest_times_the_backends_and_caches_the_winner(tmp_path: Path) -
     again = load_model(lcnet(), config=config, budget_reader=_budget)
     assert again.backend == first.backend
     assert "cached" in again.choice.reason
+
+
+def test_auto_uses_the_probe_accelerators_for_openvino(tmp_path: Path) -> None:
+    from edgefleet.probe.accelerators import collect_accelerators
+    from edgefleet.testing import fake_devices
+
+    laptop = collect_accelerators(fake_devices.x86_intel_npu_uvc(tmp_path).probe_paths())
+    found = frozenset(f"{d.kind}:{r}" for d in laptop.devices or () for r in d.runtimes)
+    choice = choose_backend(Path("m.onnx"), SessionConfig(), accelerators=lambda: found)
+    assert (choice.name, choice.device) == ("openvino", "NPU")
+    assert "Intel NPU" in choice.reason
+    named = choose_backend(Path("m.onnx"), SessionConfig(providers=("cpu",)), accelerators=lambda: found)
+    assert named.name == "onnxruntime"
+    assert choose_backend(Path("m.onnx"), SessionConfig(), accelerators=frozenset).name == "onnxruntime"
