@@ -75,7 +75,9 @@ def _time(session: Any, feeds: dict[str, np.ndarray], seconds: float) -> dict[st
     }
 
 
-def measure(model: Path, shape: tuple[int, ...], provider: str, cache: Path, seconds: float) -> dict[str, Any]:
+def measure(
+    model: Path, shape: tuple[int, ...], provider: str, cache: Path, seconds: float
+) -> dict[str, Any]:
     if provider not in ort.get_available_providers():
         return {"status": "unavailable", "reason": f"{provider} not in this onnxruntime build"}
     started = time.perf_counter()
