@@ -39,6 +39,7 @@ __all__ = [
     "FileEntry",
     "ModelFormat",
     "ModelSpec",
+    "ModelVariant",
     "ProcessingSpec",
     "ProcessingStep",
     "ResourceHints",
@@ -131,6 +132,20 @@ class ModelSpec(BaseModel):
     opset: int | None = Field(default=None, ge=1, description="Default-domain ONNX opset, when known.")
 
 
+class ModelVariant(BaseModel):
+    """Another file of the same model, built for one target (e.g. an ``_edgetpu.tflite`` for Coral)."""
+
+    model_config = _Model
+
+    path: str = Field(description="Path of the variant among `files`.")
+    format: ModelFormat = Field(description="onnx or tflite.")
+    target: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$",
+        description="What it is built for: cpu, edgetpu, vx, teflon, ethos-u, cuda, tensorrt, openvino, "
+        "hailort, rknn, qnn.",
+    )
+
+
 class ProcessingStep(BaseModel):
     """One step of a pipeline: an operation name and its arguments (JSON values)."""
 
@@ -176,6 +191,12 @@ class BundleManifest(BaseModel):
         default_factory=list,
         description="Preferred ONNX Runtime execution providers, best first (e.g. CPUExecutionProvider).",
     )
+    variants: list[ModelVariant] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Other files of the model for other targets; the device picks the one its hardware "
+        "runs best (`model` runs everywhere). Absent in bundles without variants.",
+    )
 
     @field_validator("version")
     @classmethod
@@ -198,6 +219,9 @@ class BundleManifest(BaseModel):
                     raise ValueError(f"files: {str(parent)!r} is a file and a directory of {p!r}")
         if self.model.path not in as_set:
             raise ValueError(f"model.path: {self.model.path!r} is not among files")
+        for n, variant in enumerate(self.variants):
+            if variant.path not in as_set:
+                raise ValueError(f"variants.{n}.path: {variant.path!r} is not among files")
         return self
 
     @property
@@ -212,6 +236,8 @@ class BundleManifest(BaseModel):
     def canonical_bytes(self) -> bytes:
         """The exact bytes written as ``bundle.json``: sorted keys, two-space indent, final newline."""
         body = self.model_dump(mode="json")
+        if not body.get("variants"):
+            body.pop("variants", None)  # bundles without variants keep their exact bytes
         return (json.dumps(body, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,6 +64,14 @@ def bench(  # noqa: PLR0917 - typer maps each parameter to one CLI option
     json_out: Annotated[
         Path | None, typer.Option("--json-out", help="Write the full report as JSON here.")
     ] = None,
+    backends: Annotated[
+        str | None,
+        typer.Option(
+            "--backends",
+            help="Compare in-process backends side by side on MODEL: a comma list of onnxruntime, "
+            "openvino, litert, with ':provider' or ':delegate' (e.g. onnxruntime:cpu,openvino).",
+        ),
+    ] = None,
 ) -> None:
     """Closed-loop load: throughput and p50/p90/p99 per concurrency, errors by kind, machine and versions."""
     from edgefleet.loadgen.bench import BenchPlan, run_bench
@@ -106,6 +114,10 @@ def bench(  # noqa: PLR0917 - typer maps each parameter to one CLI option
     def progress(result: object) -> None:
         c.err.print(f"[dim]concurrency {getattr(result, 'concurrency', '?')} done[/]")
 
+    if backends:
+        _compare_backends(c, plan, [b.strip() for b in backends.split(",") if b.strip()], json_out)
+        return
+
     report, results = run_bench(plan, on_result=progress)
     target = report["target"]
     where = f"{target['url']} · {model}" if target.get("url") else Path(model).name
@@ -118,4 +130,45 @@ def bench(  # noqa: PLR0917 - typer maps each parameter to one CLI option
     )
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2) + "\n")
+        c.err.print(f"report written to {json_out}")
+
+
+def _compare_backends(c: Any, plan: Any, specs: list[str], json_out: Path | None) -> None:
+    """Run ``plan`` once per backend in this process; one table each, then the ratios."""
+    from rich.table import Table
+
+    from edgefleet.loadgen.bench import run_bench
+    from edgefleet.loadgen.report import render_table
+    from edgefleet.runtime.bench_target import BackendTarget
+
+    reports: dict[str, Any] = {}
+    rows: list[tuple[str, float, float]] = []
+    for spec in specs:
+
+        def make(*_a: Any, spec: str = spec, **_k: Any) -> BackendTarget:
+            return BackendTarget(Path(plan.model), spec, threads=plan.threads)
+
+        report, results = run_bench(plan, make=make)
+        reports[spec] = report
+        t = report["target"]
+        c.out.print(
+            render_table(
+                f"{spec} · {t['backend']} {t['backend_version']} · {', '.join(t['providers'])}", results
+            )
+        )
+        first = results[0]
+        rows.append((spec, first.latency_ms.p50 if first.latency_ms else float("nan"), first.throughput_rps))
+    table = Table(title=f"side by side · {Path(plan.model).name} · concurrency {plan.concurrency[0]}")
+    for column in ("backend", "p50 ms", "req/s", "speed vs first"):
+        table.add_column(column, justify="right" if column != "backend" else "left")
+    base = rows[0][2] or 1.0
+    for spec, p50, rps in rows:
+        table.add_row(spec, f"{p50:.2f}", f"{rps:.1f}", f"{rps / base:.2f}x")
+    c.out.print(table)
+    machine = next(iter(reports.values()))["machine"]
+    c.out.print(
+        f"[dim]{machine['cpu_model']} · {machine['logical_cpus']} CPUs (budget {machine['cpu_budget']})[/]"
+    )
+    if json_out is not None:
+        json_out.write_text(json.dumps({"backends": reports}, indent=2) + "\n")
         c.err.print(f"report written to {json_out}")

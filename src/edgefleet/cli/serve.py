@@ -22,7 +22,10 @@ __all__ = ["serve"]
 def serve(  # noqa: PLR0917 - typer maps each parameter to an option
     ctx: typer.Context,
     model: Annotated[
-        Path, typer.Argument(help="A model.onnx file or a repository <repo>/<model>/<version>/model.onnx.")
+        Path,
+        typer.Argument(
+            help="A .onnx/.tflite file or a repository <repo>/<model>/<version>/model.onnx (or model.tflite)."
+        ),
     ],
     host: Annotated[
         str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")
@@ -34,7 +37,25 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
     ] = "auto",
     pick_fastest: Annotated[
         bool,
-        typer.Option("--pick-fastest", help="Time each available provider on the model; keep the fastest."),
+        typer.Option(
+            "--pick-fastest",
+            help="Time each available provider (and backend: ONNX Runtime, OpenVINO) on the model; "
+            "keep the fastest.",
+        ),
+    ] = False,
+    backend: Annotated[
+        str,
+        typer.Option(help="onnxruntime, openvino, litert, or auto (by file type: .onnx, .tflite)."),
+    ] = "auto",
+    delegate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="LiteRT external delegate by name (edgetpu, vx, teflon) or library path; repeatable."
+        ),
+    ] = None,
+    allow_cpu_fallback: Annotated[
+        bool,
+        typer.Option("--allow-cpu-fallback", help="Run on the CPU when a LiteRT delegate cannot be loaded."),
     ] = False,
     threads: Annotated[
         int | None, typer.Option(min=1, help="ONNX Runtime intra-op threads (default: the CPU budget).")
@@ -84,7 +105,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         float | None, typer.Option(min=0.1, help="Rescan the repository this often and reload what changed.")
     ] = None,
 ) -> None:
-    """Serve MODEL (a .onnx file or a repository) over KServe v2 REST and gRPC until interrupted.
+    """Serve MODEL (a .onnx or .tflite file, or a repository) over KServe v2 REST and gRPC until interrupted.
 
     Models that fail to load are reported and the others serve; when none loads, it exits with
     the first model's error.
@@ -107,6 +128,9 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         allow_spinning=spinning,
         optimization_level=optimization,  # type: ignore[arg-type]
         cache_dir=None if no_cache else (cache_dir or c.settings.data_dir / "cache" / "serve"),
+        backend=backend,
+        delegates=tuple(delegate or ()),
+        allow_cpu_fallback=allow_cpu_fallback,
     )
     defaults = ModelConfig(
         instances=instances,
@@ -160,7 +184,8 @@ def _summary(out: Console, server: Server) -> None:
         quota = "none" if b.quota is None else f"{b.quota:g}"
         how = "set by option; " if s.config.intra_op_threads else "= "
         out.print(
-            f"  model [bold]{row.name}[/] v{row.version}: providers {', '.join(s.providers)} "
+            f"  model [bold]{row.name}[/] v{row.version}: backend {s.backend}; "
+            f"providers {', '.join(s.providers)} "
             f"({s.choice.reason}); threads {s.threads} ({how}CPU budget {b.effective:g} from {b.source}: "
             f"cpus {len(b.cpus)}, quota {quota}); spinning {'on' if s.config.allow_spinning else 'off'}; "
             f"optimized cache {s.optimized_cache}; batching {'on' if loaded.batching else 'off'}; "

@@ -8,10 +8,22 @@ The stable entry points::
     outputs = session.run({"x": array})
 """
 
+from typing import Any
+
 from edgefleet.runtime.config import BatchingConfig, ModelConfig, RuntimeConfig
 from edgefleet.runtime.manager import LoadedModel, ModelManager, ModelState
 from edgefleet.runtime.repository import ModelRepository, ModelSource
-from edgefleet.runtime.session import ModelSession, SessionConfig, TensorSpec
+from edgefleet.runtime.session import SessionConfig, TensorSpec
+
+
+def __getattr__(name: str) -> Any:
+    """``ModelSession`` imports ONNX Runtime, so only on first use (LiteRT-only devices lack it)."""
+    if name == "ModelSession":
+        from edgefleet.runtime.backend_onnxruntime import ModelSession
+
+        return ModelSession
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BatchingConfig",
@@ -19,7 +31,6 @@ __all__ = [
     "ModelConfig",
     "ModelManager",
     "ModelRepository",
-    "ModelSession",
     "ModelSource",
     "ModelState",
     "RuntimeConfig",

@@ -11,6 +11,9 @@ Example::
     intra_op_threads = 2             # default: the CPU budget of the process
     allow_spinning = true            # default: on, off when a cgroup CPU quota bounds the process
     optimization_level = "all"       # disable | basic | extended | all
+    backend = "auto"                 # onnxruntime | openvino | litert | auto (by file type)
+    delegates = ["edgetpu"]          # LiteRT external delegates by name or library path
+    allow_cpu_fallback = false       # run on the CPU when a delegate cannot be loaded
 
     [dynamic_batching]
     enabled = true                   # default: on for GPU providers, off on CPU (latency first)
@@ -47,6 +50,9 @@ class RuntimeConfig(BaseModel):
     inter_op_threads: int | None = Field(default=None, ge=1, le=1024)
     allow_spinning: bool | None = None
     optimization_level: OptLevel | None = None
+    backend: Literal["auto", "onnxruntime", "openvino", "litert"] | None = None
+    delegates: list[str] | None = None
+    allow_cpu_fallback: bool | None = None
 
 
 class BatchingConfig(BaseModel):

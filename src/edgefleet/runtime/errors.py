@@ -12,7 +12,9 @@
     └── ModelNotFoundError   runtime.model_not_found / runtime.version_not_found (404)
     UnavailableError
     ├── ModelNotReadyError   runtime.model_not_ready   known, not loaded (503)
-    └── ProviderError        runtime.provider_unavailable   an execution provider this build lacks
+    ├── ProviderError        runtime.provider_unavailable   an execution provider this build lacks
+    ├── BackendError         runtime.backend_unavailable    a backend not installed, or not for this file
+    └── DelegateError        runtime.delegate_load_failed   a LiteRT delegate that cannot be loaded
     OperationFailedError
     └── InferRunError        infer.run_failed      ONNX Runtime failed while running (500, no traceback)
 """
@@ -28,6 +30,8 @@ from edgefleet.errors import (
 )
 
 __all__ = [
+    "BackendError",
+    "DelegateError",
     "InferInputError",
     "InferRunError",
     "ModelConfigError",
@@ -66,6 +70,18 @@ class ProviderError(UnavailableError):
     """An execution provider that this ONNX Runtime build does not offer, or an unknown name."""
 
     default_code = "runtime.provider_unavailable"
+
+
+class BackendError(UnavailableError):
+    """A backend that is not installed here, unknown, or that cannot run this model file type."""
+
+    default_code = "runtime.backend_unavailable"
+
+
+class DelegateError(UnavailableError):
+    """A LiteRT external delegate that cannot be loaded (missing library, not a delegate, no device)."""
+
+    default_code = "runtime.delegate_load_failed"
 
 
 class ModelLoadError(InvalidInputError):

@@ -20,11 +20,12 @@ from typing import Literal, Protocol
 import numpy as np
 
 from edgefleet.errors import EdgefleetError
+from edgefleet.runtime.backend import Session, load_model
 from edgefleet.runtime.config import ModelConfig
 from edgefleet.runtime.errors import ModelNotFoundError, ModelNotReadyError
 from edgefleet.runtime.repository import ModelRepository
 from edgefleet.runtime.scheduler import DirectRunner, DynamicBatcher, RunResult, Scheduler
-from edgefleet.runtime.session import ModelSession, SessionConfig, file_sha256
+from edgefleet.runtime.session import SessionConfig, file_sha256
 
 __all__ = ["LoadedModel", "ModelManager", "ModelState", "RuntimeObserver"]
 
@@ -68,7 +69,7 @@ class LoadedModel:
         self,
         name: str,
         version: int,
-        session: ModelSession,
+        session: Session,
         config: ModelConfig,
         observer: RuntimeObserver | None = None,
     ) -> None:
@@ -141,7 +142,7 @@ class ModelManager:
         defaults: SessionConfig | None = None,
         *,
         observer: RuntimeObserver | None = None,
-        loader: Callable[..., ModelSession] = ModelSession.load,
+        loader: Callable[..., Session] = load_model,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.repository = repository
@@ -167,10 +168,14 @@ class ModelManager:
             "inter_op_threads",
             "allow_spinning",
             "optimization_level",
+            "backend",
+            "allow_cpu_fallback",
         ):
             value = getattr(rt, key)
             if value is not None:
                 changes[key] = value
+        if rt.delegates is not None:
+            changes["delegates"] = tuple(rt.delegates)
         return replace(self.defaults, **changes)  # type: ignore[arg-type]
 
     def load_all(self) -> dict[str, EdgefleetError]:
@@ -229,6 +234,10 @@ class ModelManager:
                     fresh[version] = LoadedModel(name, version, session, source.config, self._observer)
                     if self._observer is not None:
                         self._observer.model_loaded(name, str(version), self._clock() - started)
+                        selected = getattr(self._observer, "model_selected", None)
+                        if selected is not None:
+                            provider = session.providers[0] if session.providers else ""
+                            selected(name, str(version), session.backend, provider)
             except EdgefleetError:
                 self._swap(name, {**current, **fresh}, current, failures)
                 raise

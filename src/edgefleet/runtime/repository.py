@@ -1,4 +1,4 @@
-"""A model repository on disk, laid out like Triton's, or a single ``.onnx`` file.
+"""A model repository on disk, laid out like Triton's, or a single ``.onnx``/``.tflite`` file.
 
 ::
 
@@ -24,6 +24,8 @@ from edgefleet.runtime.errors import ModelNotFoundError
 __all__ = ["MODEL_FILE", "ModelRepository", "ModelSource"]
 
 MODEL_FILE: Final = "model.onnx"
+MODEL_FILES: Final = (MODEL_FILE, "model.tflite")
+"""Files a version directory may hold, first found wins; the suffix picks the backend."""
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -63,7 +65,7 @@ class ModelRepository:
             self.single_name = ""
         else:
             raise ModelNotFoundError(
-                f"model path {self.root} is neither an .onnx file nor a repository directory",
+                f"model path {self.root} is neither a model file (.onnx, .tflite) nor a repository directory",
                 code="runtime.repository_not_found",
                 path=str(self.root),
             )
@@ -86,8 +88,12 @@ class ModelRepository:
         except OSError:
             return versions
         for child in children:
-            if child.name.isdigit() and (child / MODEL_FILE).is_file():
-                versions[int(child.name)] = child / MODEL_FILE
+            if not child.name.isdigit():
+                continue
+            for file_name in MODEL_FILES:
+                if (child / file_name).is_file():
+                    versions[int(child.name)] = child / file_name
+                    break
         return versions
 
     def fingerprint(self, name: str) -> tuple[object, ...]:

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from edgefleet.runtime.backend import Session
 from edgefleet.runtime.config import BatchingConfig
-from edgefleet.runtime.session import ModelSession
 
 __all__ = ["DirectRunner", "DynamicBatcher", "RunResult", "Scheduler"]
 
@@ -46,7 +46,7 @@ class Scheduler(Protocol):
 class DirectRunner:
     """Runs each request on the caller's thread, at most ``instances`` at a time."""
 
-    def __init__(self, session: ModelSession, *, instances: int = 1, on_batch: BatchObserver | None = None):
+    def __init__(self, session: Session, *, instances: int = 1, on_batch: BatchObserver | None = None):
         self._session = session
         self._slots = threading.BoundedSemaphore(instances)
         self._on_batch = on_batch
@@ -94,7 +94,7 @@ class DynamicBatcher:
 
     def __init__(
         self,
-        session: ModelSession,
+        session: Session,
         config: BatchingConfig,
         *,
         instances: int = 1,

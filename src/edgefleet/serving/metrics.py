@@ -83,6 +83,22 @@ class ServeMetrics:
             registry=r,
         )
 
+        self.model_info = Gauge(
+            metric_name("serve", "model_info"),
+            "1 for each loaded model version, labelled with the backend and provider that run it.",
+            (*_LABELS, "backend", "provider"),
+            registry=r,
+        )
+        self._info: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def model_selected(self, name: str, version: str, backend: str, provider: str) -> None:
+        """Record which backend and provider run a model version (replacing the previous labels)."""
+        old = self._info.get((name, version))
+        if old is not None and old != (backend, provider):
+            self.model_info.remove(name, version, *old)
+        self._info[(name, version)] = (backend, provider)
+        self.model_info.labels(name, version, backend, provider).set(1)
+
     def for_model(self, name: str, version: str) -> ModelMetrics:
         """The per-version children, looked up once per version instead of once per request."""
         key = (name, version)
