@@ -68,6 +68,15 @@ def show_config(ctx: typer.Context) -> None:
     c.out.print(table)
 
 
+from edgefleet.cli import deploy as fleet_deploy, device, rollout, server, simulate  # noqa: E402, I001
+
+app.add_typer(server.server_app, name="server")
+app.add_typer(device.device_app, name="device")
+app.add_typer(rollout.rollout_app, name="rollout")
+app.command("deploy")(fleet_deploy.deploy)
+app.command("simulate")(simulate.simulate)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `edgefleet` executable."""
     err = Console(stderr=True)

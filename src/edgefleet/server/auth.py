@@ -11,7 +11,8 @@ for server administrators (who may act in every project and create projects).
     X-Edgefleet-Nonce:     <16-64 chars [A-Za-z0-9_-], unique per request>
     X-Edgefleet-Signature: <base64 ed25519 signature by the device key over the string below>
 
-    edgefleet-device-v1\\n<METHOD>\\n<path>[?<query>]\\n<sha256 hex of the body>\\n<timestamp>\\n<nonce>\\n<device id>
+    edgefleet-device-v1 LF <METHOD> LF <path>[?<query>] LF <sha256 hex of the body> LF <timestamp>
+    LF <nonce> LF <device id>          (LF = one newline byte, no spaces around it)
 
 The server refuses a timestamp more than :data:`SKEW_SECONDS` away from its clock and a nonce it
 has seen inside that window (per server process; see docs/server.md for replicas).
@@ -101,7 +102,9 @@ class Caller:
         return f"token:{self.token_id}:{self.name}"
 
 
-def signing_string(method: str, target: str, body: bytes, timestamp: str, nonce: str, device: str) -> bytes:
+def signing_string(
+    method: str, target: str, body: bytes, *, timestamp: str, nonce: str, device: str
+) -> bytes:
     digest = hashlib.sha256(body).hexdigest()
     return "\n".join((SCHEME, method.upper(), target, digest, timestamp, nonce, device)).encode()
 
@@ -118,7 +121,7 @@ def sign_request(
     """The headers a device sends with one request (``target`` is the path with its query)."""
     ts = str(int(time.time() if now is None else now))
     nonce = secrets.token_urlsafe(18)
-    sig = key.sign(signing_string(method, target, body, ts, nonce, device))
+    sig = key.sign(signing_string(method, target, body, timestamp=ts, nonce=nonce, device=device))
     return {H_DEVICE: device, H_TS: ts, H_NONCE: nonce, H_SIG: base64.b64encode(sig).decode()}
 
 
@@ -149,9 +152,9 @@ def verify_request(
     method: str,
     target: str,
     body: bytes,
+    *,
     public_key_for: Callable[[str], bytes],
     nonces: NonceCache,
-    *,
     now: float,
 ) -> str:
     """Check a device's signed request; returns the device id or raises 401."""
@@ -180,7 +183,7 @@ def verify_request(
         raise ServerUnauthenticatedError(f"{H_SIG} is not base64", code="server.bad_signature") from exc
     public = Ed25519PublicKey.from_public_bytes(public_key_for(device))
     try:
-        public.verify(raw_sig, signing_string(method, target, body, ts, nonce, device))
+        public.verify(raw_sig, signing_string(method, target, body, timestamp=ts, nonce=nonce, device=device))
     except InvalidSignature as exc:
         raise ServerUnauthenticatedError(
             "the request signature does not match the device key", code="server.bad_signature"

@@ -58,7 +58,7 @@ class FileBlobStore:
             digest = h.hexdigest()
             dest = self._where(digest)
             dest.parent.mkdir(exist_ok=True)
-            os.replace(tmp, dest)
+            Path(tmp).replace(dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -86,20 +86,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    try:
-        if not dash:
-            raise ValueError(spec)
-        if first == "":
-            n = int(last)
-            if n <= 0:
-                raise ValueError(spec)
-            start, end = max(0, size - n), size - 1
-        else:
-            start = int(first)
-            end = int(last) if last else size - 1
-            end = min(end, size - 1)
-    except ValueError as exc:
-        raise RangeNotSatisfiableError(f"Range: cannot parse {header!r}", field="Range", size=size) from exc
+    bad = RangeNotSatisfiableError(f"Range: cannot parse {header!r}", field="Range", size=size)
+    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        raise bad
+    if first == "":
+        if not last or int(last) <= 0:
+            raise bad
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
     if start < 0 or start >= size or end < start:
         raise RangeNotSatisfiableError(f"Range {header!r} is outside 0-{size - 1}", field="Range", size=size)
     return start, end

@@ -68,7 +68,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
                     )
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise _bad(f"the upload is not a readable tar archive: {exc}", "file") from exc
-    return manifest
+    checked: dict[str, Any] = manifest
+    return checked
 
 
 def _check_manifest(m: object) -> None:
@@ -94,10 +95,10 @@ def store_bundle(
     s: Session,
     blobs: BlobStore,
     trust: TrustStore,
+    *,
     project: str,
     source: BinaryIO,
     targets: dict[str, Any] | None,
-    *,
     new_id: str,
     now: Any,
 ) -> Bundle:

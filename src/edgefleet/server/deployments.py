@@ -100,7 +100,7 @@ def create_or_update(
         ).scalar_one_or_none()
         if active is not None:
             raise ServerConflictError(
-                f"deployment {spec.name!r} has an active rollout {active}: finish, abort or wait for it first",
+                f"deployment {spec.name!r} has an active rollout {active}: wait for it or abort it first",
                 code="server.rollout_active",
                 rollout=active,
             )
@@ -133,5 +133,7 @@ def create_or_update(
     )
     s.add(rel)
     s.flush()
-    rollout = begin_rollout(s, ctx, dep, dep.stable_release_id, rel.id, spec.strategy)
+    rollout = begin_rollout(
+        s, ctx, dep, from_release=dep.stable_release_id, to_release=rel.id, strategy=spec.strategy
+    )
     return dep, rollout

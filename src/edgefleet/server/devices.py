@@ -53,6 +53,7 @@ def get_device(s: Session, project: str | None, device_id: str) -> Device:
 def enroll(
     s: Session,
     ctx: ServerContext,
+    *,
     join_token: str,
     public_key_b64: str,
     name: str | None,
@@ -161,6 +162,7 @@ def record_report(
     s: Session,
     ctx: ServerContext,
     dev: Device,
+    *,
     seq: int,
     state: dict[str, Any] | None,
     health: dict[str, Any] | None,
@@ -201,7 +203,7 @@ def record_report(
 def compact_events(s: Session, now: datetime, retention_days: float, max_per_device: int) -> int:
     """Delete events past the retention time and beyond the newest ``max_per_device`` per device."""
     cutoff = now - timedelta(days=retention_days)
-    removed = s.execute(delete(DeviceEvent).where(DeviceEvent.created_at < cutoff)).rowcount or 0
+    removed = s.execute(delete(DeviceEvent).where(DeviceEvent.created_at < cutoff)).rowcount or 0  # type: ignore[attr-defined]
     heavy = (
         s.execute(
             select(DeviceEvent.device_id)
@@ -219,10 +221,8 @@ def compact_events(s: Session, now: datetime, retention_days: float, max_per_dev
             .offset(max_per_device - 1)
             .limit(1)
         ).scalar_one()
-        removed += (
-            s.execute(
-                delete(DeviceEvent).where(DeviceEvent.device_id == device_id, DeviceEvent.seq < keep_from)
-            ).rowcount
-            or 0
+        res = s.execute(
+            delete(DeviceEvent).where(DeviceEvent.device_id == device_id, DeviceEvent.seq < keep_from)
         )
+        removed += res.rowcount or 0  # type: ignore[attr-defined]
     return removed

@@ -70,7 +70,9 @@ class Selector:
 def _split(text: str) -> list[str]:
     if not text:
         return []
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1

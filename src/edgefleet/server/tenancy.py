@@ -73,7 +73,7 @@ def get_project(s: Session, project_id: str) -> Project:
 
 
 def create_api_token(
-    s: Session, project: str | None, name: str, role: Role, ttl_seconds: float | None, now: datetime
+    s: Session, project: str | None, *, name: str, role: Role, ttl_seconds: float | None, now: datetime
 ) -> tuple[ApiToken, str]:
     if project is not None:
         get_project(s, project)
@@ -106,6 +106,7 @@ def authenticate_token(s: Session, token: str, now: datetime) -> Caller | None:
 def create_join_token(
     s: Session,
     project: str,
+    *,
     name: str,
     max_uses: int | None,
     ttl_seconds: float | None,

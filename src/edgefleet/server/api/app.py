@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 
 import anyio
@@ -85,10 +85,8 @@ def create_app(
             for t in tasks:
                 t.cancel()
             for t in tasks:
-                try:
+                with suppress(asyncio.CancelledError):
                     await t
-                except asyncio.CancelledError:
-                    pass
             if background:
                 await anyio.to_thread.run_sync(lambda: flush_last_seen(ctx))
                 await anyio.to_thread.run_sync(the_driver.release)
@@ -137,5 +135,5 @@ async def _every(seconds: float, work: Callable[[], object], name: str) -> None:
         try:
             await anyio.to_thread.run_sync(work)
         except Exception:  # a failing pass is logged and retried next period, never kills the loop
-            log.exception(f"{name} failed")
+            log.exception("background loop failed", extra={"loop": name})
         await asyncio.sleep(seconds)

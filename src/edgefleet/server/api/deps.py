@@ -90,17 +90,13 @@ def encode_cursor(*values: Any) -> str:
 def decode_cursor(cursor: str | None, n: int) -> list[Any] | None:
     if cursor is None:
         return None
+    bad = ServerInputError("cursor: not a cursor this API returned", field="cursor")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
-        if (
-            not isinstance(values, list)
-            or len(values) != n
-            or not all(isinstance(v, str | int) for v in values)
-        ):
-            raise ValueError(cursor)
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError as exc:
-        raise ServerInputError("cursor: not a cursor this API returned", field="cursor") from exc
+        raise bad from exc
+    if not isinstance(values, list) or len(values) != n or not all(isinstance(v, str | int) for v in values):
+        raise bad
     return values
 
 

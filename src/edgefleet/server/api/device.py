@@ -57,7 +57,13 @@ def _authenticate(ctx: ServerContext, request: Request, body: bytes) -> tuple[st
         return bytes(row.public_key)
 
     device = verify_request(
-        request.headers, request.method, _target(request), body, key_for, ctx.nonces, now=ctx.clock()
+        request.headers,
+        request.method,
+        _target(request),
+        body,
+        public_key_for=key_for,
+        nonces=ctx.nonces,
+        now=ctx.clock(),
     )
     if found["status"] == "decommissioned":
         raise ForbiddenError(f"device {device} is decommissioned", code="server.decommissioned")
@@ -69,7 +75,15 @@ def _authenticate(ctx: ServerContext, request: Request, body: bytes) -> tuple[st
 def post_enroll(body: EnrollIn, ctx: Ctx) -> EnrollOut:
     """Join the fleet with a join token and the device's own ed25519 public key."""
     with ctx.db.session(write=True) as s:
-        dev = enroll(s, ctx, body.join_token, body.public_key, body.name, body.inventory, body.labels)
+        dev = enroll(
+            s,
+            ctx,
+            join_token=body.join_token,
+            public_key_b64=body.public_key,
+            name=body.name,
+            inventory=body.inventory,
+            labels=body.labels,
+        )
         project = dev.project_id
         device_id = dev.id
     return EnrollOut(
@@ -138,10 +152,10 @@ async def report(request: Request, body: ReportIn, ctx: Ctx) -> ReportOut:
                 s,
                 ctx,
                 dev,
-                body.seq,
-                state if (body.state is not None or body.revision is not None) else None,
-                health,
-                [e.model_dump(mode="json") for e in body.events],
+                seq=body.seq,
+                state=state if (body.state is not None or body.revision is not None) else None,
+                health=health,
+                events=[e.model_dump(mode="json") for e in body.events],
             )
         return ReportOut(applied=applied, last_seq=last)
 

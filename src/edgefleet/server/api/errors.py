@@ -57,7 +57,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+def _loc(loc: Any) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")] or [str(x) for x in loc]
     return ".".join(parts)
 

@@ -101,7 +101,9 @@ def list_tokens(project: str, ctx: Ctx, _c: Admin) -> list[ApiTokenOut]:
 def post_token(project: str, body: ApiTokenIn, ctx: Ctx, _c: Admin) -> ApiTokenOut:
     """A new API token scoped to this project; the secret is in the response, once."""
     with ctx.db.session(write=True) as s:
-        row, secret = create_api_token(s, project, body.name, body.role, body.ttl_seconds, ctx.now())
+        row, secret = create_api_token(
+            s, project, name=body.name, role=body.role, ttl_seconds=body.ttl_seconds, now=ctx.now()
+        )
         return _token_out(row, secret)
 
 
@@ -143,7 +145,13 @@ def post_join_token(project: str, body: JoinTokenIn, ctx: Ctx, _c: Operator) -> 
     """A token devices enroll with (single- or multi-use, expiring, with labels for the devices)."""
     with ctx.db.session(write=True) as s:
         row, secret = create_join_token(
-            s, project, body.name, body.max_uses, body.ttl_seconds, body.labels, ctx.now()
+            s,
+            project,
+            name=body.name,
+            max_uses=body.max_uses,
+            ttl_seconds=body.ttl_seconds,
+            labels=body.labels,
+            now=ctx.now(),
         )
         return _join_out(row, ctx.now(), secret)
 
@@ -179,6 +187,7 @@ def device_out(d: Device, ctx: Any, *, detail: bool = False) -> DeviceOut:
 @router.get("/projects/{project}/devices", tags=["devices"])
 def list_devices(
     project: str,
+    *,
     ctx: Ctx,
     _c: Viewer,
     paging: Paging,

@@ -80,7 +80,14 @@ def upload_bundle(
         get_project(s, project)
         source: Any = _Limited(file.file, ctx.settings.max_upload_bytes)
         row = store_bundle(
-            s, ctx.blobs, ctx.trust, project, source, meta, new_id="bn_" + secrets.token_hex(8), now=ctx.now()
+            s,
+            ctx.blobs,
+            ctx.trust,
+            project=project,
+            source=source,
+            targets=meta,
+            new_id="bn_" + secrets.token_hex(8),
+            now=ctx.now(),
         )
         return _bundle_out(row)
 
@@ -257,6 +264,7 @@ _EVENTS: dict[str, type[eng.Pause | eng.Resume | eng.Approve | eng.Abort]] = {
 @router.post("/projects/{project}/rollouts/{rollout_id}/{action}", tags=["rollouts"])
 def rollout_action(
     project: str,
+    *,
     rollout_id: str,
     action: Literal["pause", "resume", "approve", "abort"],
     ctx: Ctx,

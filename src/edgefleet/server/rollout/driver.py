@@ -44,6 +44,7 @@ def begin_rollout(
     s: Session,
     ctx: ServerContext,
     dep: Deployment,
+    *,
     from_release: str | None,
     to_release: str,
     strategy: Strategy,
@@ -205,7 +206,7 @@ class RolloutDriver:
                     .values(lease_owner=self.replica, lease_until=until)
                     .execution_options(synchronize_session=False)
                 )
-                if res.rowcount == 1:
+                if res.rowcount == 1:  # type: ignore[attr-defined]
                     mine.append(rid)
         return mine
 
@@ -227,7 +228,7 @@ class RolloutDriver:
                 self._drive(s, rid)
         return len(mine)
 
-    def _drive(self, s: Session, rollout_id: str) -> None:
+    def _drive(self, s: Session, rollout_id: str) -> None:  # noqa: PLR0912 - the event feed in one place
         row = s.execute(
             select(Rollout).where(Rollout.id == rollout_id).with_for_update()
         ).scalar_one_or_none()

@@ -271,7 +271,7 @@ def start(strategy: Strategy, devices: tuple[str, ...] | list[str], now: float) 
     return step(RolloutState(strategy=strategy), Start(tuple(devices), now))
 
 
-def step(state: RolloutState, event: Event) -> Result:
+def step(state: RolloutState, event: Event) -> Result:  # noqa: PLR0912 - one arm per event reads best
     """Apply one event. Terminal rollouts ignore everything but report manual events as rejected."""
     b = _Builder(state)
     if state.phase.terminal:
@@ -443,7 +443,7 @@ def _fails(h: Health, strategy: Strategy) -> bool:
     return _why(h, strategy) is not None
 
 
-def _why(h: Health | None, strategy: Strategy) -> str | None:
+def _why(h: Health | None, strategy: Strategy) -> str | None:  # noqa: PLR0911 - one return per gate
     """Why a device's health fails the gates, or None when it passes."""
     if h is None:
         return None
