@@ -6,7 +6,6 @@ release to it; a deployment has at most one active rollout at a time.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +16,7 @@ from edgefleet.server.bundles import find_bundle
 from edgefleet.server.context import ServerContext
 from edgefleet.server.devices import ACTIVE_PHASES
 from edgefleet.server.errors import ServerConflictError, ServerInputError, ServerNotFoundError
+from edgefleet.server.ids import new_id
 from edgefleet.server.rollout.driver import begin_rollout
 from edgefleet.server.rollout.strategy import Strategy
 from edgefleet.server.selectors import Selector
@@ -84,7 +84,7 @@ def create_or_update(
     ).scalar_one_or_none()
     if dep is None:
         dep = Deployment(
-            id="dp_" + secrets.token_hex(8),
+            id=new_id("dp"),
             project_id=project,
             name=spec.name,
             selector=spec.selector,
@@ -124,7 +124,7 @@ def create_or_update(
                 field="bundle",
             )
     rel = Release(
-        id="rel_" + secrets.token_hex(8),
+        id=new_id("rel"),
         deployment_id=dep.id,
         number=number,
         bundle_id=bundle.id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
@@ -19,6 +18,7 @@ from edgefleet.server.auth import Caller
 from edgefleet.server.bundles import store_bundle
 from edgefleet.server.deployments import DeploymentSpec, create_or_update, get_deployment
 from edgefleet.server.errors import ServerInputError, ServerNotFoundError
+from edgefleet.server.ids import new_id
 from edgefleet.server.rollout import engine as eng
 from edgefleet.server.rollout.driver import apply_manual, rollout_view
 from edgefleet.server.store.models import Blob, Bundle, Deployment, Release, Rollout, RolloutTransitionRow
@@ -86,7 +86,7 @@ def upload_bundle(
             project=project,
             source=source,
             targets=meta,
-            new_id="bn_" + secrets.token_hex(8),
+            new_id=new_id("bn"),
             now=ctx.now(),
         )
         return _bundle_out(row)
@@ -176,7 +176,7 @@ def _deployment_out(s: Any, d: Deployment, *, detail: bool = False) -> Deploymen
     latest = s.execute(
         select(Rollout)
         .where(Rollout.deployment_id == d.id)
-        .order_by(Rollout.created_at.desc(), Rollout.id.desc())
+        .order_by(Rollout.id.desc())
         .limit(1)
     ).scalar_one_or_none()
     if latest is not None:

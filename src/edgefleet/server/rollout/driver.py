@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from edgefleet.server.context import ServerContext
 from edgefleet.server.desired import refresh_desired
 from edgefleet.server.errors import RolloutStateError, ServerNotFoundError
+from edgefleet.server.ids import new_id
 from edgefleet.server.rollout import engine as eng
 from edgefleet.server.rollout.strategy import Strategy
 from edgefleet.server.selectors import Selector
@@ -52,7 +53,7 @@ def begin_rollout(
     """Create and start a rollout of ``to_release`` over the deployment's matching devices."""
     now = ctx.now()
     row = Rollout(
-        id="ro_" + secrets.token_hex(8),
+        id=new_id("ro"),
         project_id=dep.project_id,
         deployment_id=dep.id,
         from_release_id=from_release,
