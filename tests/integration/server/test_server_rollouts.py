@@ -16,8 +16,11 @@ from tests.integration.server.conftest import Server
 
 pytestmark = pytest.mark.integration
 
-THREE_WAVES = {"waves": [{"percent": 10}, {"percent": 50}, {"percent": 100}], "bake_seconds": 30,
-               "progress_deadline_seconds": 120}
+THREE_WAVES = {
+    "waves": [{"percent": 10}, {"percent": 50}, {"percent": 100}],
+    "bake_seconds": 30,
+    "progress_deadline_seconds": 120,
+}
 
 
 class Fleet:
@@ -26,8 +29,11 @@ class Fleet:
     def __init__(self, server: Server, n: int, **config: Any) -> None:
         self.server = server
         self.loop = asyncio.new_event_loop()
-        self.sim = FleetSimulator(SimulatorConfig(server=server.url, join_token=server.join_token(), devices=n,
-                                                  report_every=1, **config))
+        self.sim = FleetSimulator(
+            SimulatorConfig(
+                server=server.url, join_token=server.join_token(), devices=n, report_every=1000, **config
+            )
+        )
         self.loop.run_until_complete(self.sim.enroll_all())
 
     def poll(self) -> None:
@@ -55,44 +61,62 @@ class Fleet:
 
 @pytest.fixture
 def fleet(server: Server) -> Iterator[Fleet]:
-    f = Fleet(server, 20, bad_versions=frozenset({"2.0.0-bad"}))
+    f = Fleet(server, 10, bad_versions=frozenset({"2.0.0-bad"}))
     server.upload("det", "1.0.0")
-    r = server.api("POST", "/deployments", json={"name": "det", "bundle": {"name": "det", "version": "1.0.0"},
-                                                  "strategy": {"waves": [{"percent": 100}], "bake_seconds": 0}})
+    r = server.api(
+        "POST",
+        "/deployments",
+        json={
+            "name": "det",
+            "bundle": {"name": "det", "version": "1.0.0"},
+            "strategy": {"waves": [{"percent": 100}], "bake_seconds": 0},
+        },
+    )
     assert r.status_code == 201, r.text
     assert f.step()["phase"] == "completed"
-    assert f.versions() == Counter({"1.0.0": 20})
+    assert f.versions() == Counter({"1.0.0": 10})
     yield f
     f.close()
 
 
 def _deploy(server: Server, version: str, **strategy: Any) -> dict[str, Any]:
     server.upload("det", version)
-    r = server.api("POST", "/deployments", json={"name": "det", "bundle": {"name": "det", "version": version},
-                                                  "strategy": THREE_WAVES | strategy})
+    r = server.api(
+        "POST",
+        "/deployments",
+        json={
+            "name": "det",
+            "bundle": {"name": "det", "version": version},
+            "strategy": THREE_WAVES | strategy,
+        },
+    )
     assert r.status_code == 201, r.text
     return dict(r.json()["rollout"])
 
 
 def test_healthy_rollout_completes_wave_by_wave(server: Server, fleet: Fleet) -> None:
     ro = _deploy(server, "2.0.0")
-    assert ro["plan"] == [2, 10, 20]
+    assert ro["plan"] == [1, 5, 10]
     fleet.poll()
-    assert fleet.versions() == Counter({"1.0.0": 18, "2.0.0": 2})
+    assert fleet.versions() == Counter({"1.0.0": 9, "2.0.0": 1})
     assert fleet.step()["phase"] == "baking"
     assert fleet.step(31)["wave"] == 2
-    assert fleet.versions() == Counter({"1.0.0": 10, "2.0.0": 10})
+    assert fleet.versions() == Counter({"1.0.0": 5, "2.0.0": 5})
     assert fleet.step()["phase"] == "baking"
     fleet.step(31)
-    assert fleet.versions() == Counter({"2.0.0": 20})
+    assert fleet.versions() == Counter({"2.0.0": 10})
     fleet.step()
     done = fleet.step(31)
     assert done["phase"] == "completed"
     shown = server.api("GET", f"/rollouts/{done['id']}").json()
     path = [(t["from"], t["to"], t["wave"]) for t in shown["transitions"]]
     assert path == [
-        ("pending", "rolling", 1), ("rolling", "baking", 1), ("baking", "rolling", 2),
-        ("rolling", "baking", 2), ("baking", "rolling", 3), ("rolling", "baking", 3),
+        ("pending", "rolling", 1),
+        ("rolling", "baking", 1),
+        ("baking", "rolling", 2),
+        ("rolling", "baking", 2),
+        ("baking", "rolling", 3),
+        ("rolling", "baking", 3),
         ("baking", "completed", 3),
     ]
     assert all(t["reason"] for t in shown["transitions"])
@@ -101,12 +125,12 @@ def test_healthy_rollout_completes_wave_by_wave(server: Server, fleet: Fleet) ->
 def test_bad_bundle_trips_first_wave_and_rolls_back_only_it(server: Server, fleet: Fleet) -> None:
     _deploy(server, "2.0.0-bad")
     fleet.poll()
-    assert fleet.versions() == Counter({"1.0.0": 18, "2.0.0-bad": 2})
+    assert fleet.versions() == Counter({"1.0.0": 9, "2.0.0-bad": 1})
     ro = fleet.step()
     assert ro["phase"] == "aborted"
     assert "failed a gate" in ro["reason"]
     assert "crash loops" in ro["reason"] or "workload failed" in ro["reason"]
-    assert fleet.versions() == Counter({"1.0.0": 20})
+    assert fleet.versions() == Counter({"1.0.0": 10})
     assert ro["counts"]["updated"] == 0
     dep = server.api("GET", "/deployments/det").json()
     assert dep["stable_release"] == dep["releases"][0]["id"]
@@ -119,7 +143,7 @@ def test_device_joining_mid_rollout_gets_the_rollout_version(server: Server, fle
     late = fleet.sim.add_devices(2)
     fleet.loop.run_until_complete(fleet.sim.enroll_all(late))
     ro = fleet.step()
-    assert ro["counts"]["devices"] == 22
+    assert ro["counts"]["devices"] == 12
     assert {d.running_version("det") for d in late} == {"2.0.0"}
     while ro["phase"] != "completed":
         ro = fleet.step(31)
@@ -140,14 +164,17 @@ def test_manual_approval_pause_resume_abort(server: Server, fleet: Fleet) -> Non
     assert server.api("POST", f"/rollouts/{rid}/pause", json={}).json()["phase"] == "paused"
     fleet.step()
     assert fleet.rollout()["phase"] == "paused"
-    assert server.api("POST", f"/rollouts/{rid}/resume", json={}).json()["phase"] in ("rolling", "awaiting_approval")
+    assert server.api("POST", f"/rollouts/{rid}/resume", json={}).json()["phase"] in (
+        "rolling",
+        "awaiting_approval",
+    )
     fleet.poll()
-    assert fleet.versions()["2.0.0"] == 10
+    assert fleet.versions()["2.0.0"] == 5
     r = server.api("POST", f"/rollouts/{rid}/abort", json={"reason": "operator changed their mind"})
     assert r.json()["phase"] == "aborted"
     assert r.json()["reason"] == "operator changed their mind"
     fleet.poll()
-    assert fleet.versions() == Counter({"1.0.0": 20})
+    assert fleet.versions() == Counter({"1.0.0": 10})
     assert server.api("POST", f"/rollouts/{rid}/approve", json={}).status_code == 409
 
 
@@ -155,11 +182,20 @@ def test_gate_on_p95_latency_pauses_when_asked(server: Server) -> None:
     f = Fleet(server, 10, p95_latency_ms=250)
     try:
         server.upload("det", "1.0.0")
-        r = server.api("POST", "/deployments", json={
-            "name": "det", "bundle": {"name": "det"},
-            "strategy": {"waves": [{"count": 2}, {"percent": 100}], "bake_seconds": 0, "on_failure": "pause",
-                         "gates": {"max_p95_latency_ms": 100}},
-        })
+        r = server.api(
+            "POST",
+            "/deployments",
+            json={
+                "name": "det",
+                "bundle": {"name": "det"},
+                "strategy": {
+                    "waves": [{"count": 2}, {"percent": 100}],
+                    "bake_seconds": 0,
+                    "on_failure": "pause",
+                    "gates": {"max_p95_latency_ms": 100},
+                },
+            },
+        )
         assert r.status_code == 201, r.text
         ro = f.step()
         assert ro["phase"] == "paused"

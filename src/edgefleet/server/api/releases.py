@@ -174,10 +174,7 @@ def _deployment_out(s: Any, d: Deployment, *, detail: bool = False) -> Deploymen
             for r, b in rels
         ]
     latest = s.execute(
-        select(Rollout)
-        .where(Rollout.deployment_id == d.id)
-        .order_by(Rollout.id.desc())
-        .limit(1)
+        select(Rollout).where(Rollout.deployment_id == d.id).order_by(Rollout.id.desc()).limit(1)
     ).scalar_one_or_none()
     if latest is not None:
         out.rollout = json.loads(json.dumps(rollout_view(latest), default=str))

@@ -8,6 +8,7 @@ psycopg 3; ``schema`` puts every table in that PostgreSQL schema (tests use one 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.Lock()
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
@@ -74,9 +76,14 @@ class Database:
         ``write=True`` on SQLite takes the write lock at the start (``BEGIN IMMEDIATE``), so a
         transaction that reads then writes waits for the busy timeout instead of failing on upgrade.
         """
-        with self.sessions() as s, s.begin():
-            if write and self.is_sqlite:
+        if write and self.is_sqlite:
+            # One writer at a time inside this process: SQLite's own busy handler backs off with sleeps
+            # of up to 100 ms, a lock hands over at once.
+            with self._write_lock, self.sessions() as s, s.begin():
                 s.connection(execution_options={"sqlite_immediate": True})
+                yield s
+            return
+        with self.sessions() as s, s.begin():
             yield s
 
     def dispose(self) -> None:
