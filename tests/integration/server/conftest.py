@@ -42,12 +42,12 @@ class FakeClock:
 
 
 def _pg_available() -> bool:
-    try:
-        import psycopg
+    import psycopg
 
+    try:
         with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3):
             return True
-    except Exception:  # any failure to connect means: not available here
+    except psycopg.Error:  # any failure to connect means: not available here
         return False
 
 

@@ -75,7 +75,7 @@ def test_roles_and_project_scope(server: Server) -> None:
     other = r.json()["token"]
     _error(server.api("GET", "/devices", token=other), 403, "server.forbidden")
     _error(server.client.get("/api/v1/projects/default/devices"), 401)
-    _error(server.api("GET", "/devices", token="efk_nope_nope"), 401)
+    _error(server.api("GET", "/devices", token="efk_nope_nope"), 401)  # noqa: S106 - a made-up token
     # revoked tokens stop working at once
     tid = r.json()["id"]
     server.client.delete(f"/api/v1/projects/other/tokens/{tid}", headers=server.h)
