@@ -39,8 +39,14 @@ def _db_args(settings: ServerSettings) -> list[str]:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgefleet", *args], capture_output=True, text=True, check=False,
-                          env=(os.environ | (env or {})), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "edgefleet", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=(os.environ | (env or {})),
+        timeout=120,
+    )
 
 
 class Proc:
@@ -48,9 +54,20 @@ class Proc:
         self.log = log
         self.out = log.open("ab")
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "edgefleet", "server", "run", "--port", str(port), *_db_args(settings),
-             "--replica-id", f"r{port}"],
-            stdout=self.out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "edgefleet",
+                "server",
+                "run",
+                "--port",
+                str(port),
+                *_db_args(settings),
+                "--replica-id",
+                f"r{port}",
+            ],
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -110,8 +127,11 @@ def test_operator_cli_and_kill_mid_rollout_resumes(db_settings: ServerSettings, 
         token = re.search(r"(efk_\S+)", log.read_text())
         assert token, log.read_text()
         env = {"EDGEFLEET_SERVER": proc.url, "EDGEFLEET_TOKEN": token.group(1)}
-        api = httpx.Client(base_url=proc.url + "/api/v1/projects/default",
-                           headers={"Authorization": f"Bearer {token.group(1)}"}, timeout=30)
+        api = httpx.Client(
+            base_url=proc.url + "/api/v1/projects/default",
+            headers={"Authorization": f"Bearer {token.group(1)}"},
+            timeout=30,
+        )
         join = api.post("/join-tokens", json={"name": "sim", "max_uses": None}).json()["token"]
         for version in ("1.0.0", "2.0.0"):
             r = api.post("/bundles", files={"file": ("b", make_bundle("det", version))})
