@@ -118,6 +118,28 @@ def test_start_refuses_a_newer_schema(tmp_path: Path) -> None:
     assert "newer than this edgefleet" in r.stderr
 
 
+def _steer_after_restart(env: dict[str, str], sim: FleetSimulator, loop: asyncio.AbstractEventLoop) -> None:
+    """The restarted server still knows the rollout; the CLI pauses, resumes and aborts it."""
+    r = _cli("rollout", "status", "det", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "baking wave 1/2" in r.stdout
+    assert "2/10 updated" in r.stdout
+    r = _cli("rollout", "pause", "det", "--reason", "checking", env=env)
+    assert "paused" in r.stdout
+    r = _cli("rollout", "resume", "det", env=env)
+    assert r.returncode == 0, r.stderr
+    loop.run_until_complete(sim.poll_all())
+    r = _cli("rollout", "abort", "det", "--reason", "enough", env=env)
+    assert "aborted" in r.stdout
+    loop.run_until_complete(sim.poll_all())
+    assert Counter(sim.versions("det").values()) == Counter({"1.0.0": 10})
+    r = _cli("rollout", "approve", "det", env=env)
+    assert r.returncode == 4
+    assert "rollout is aborted" in r.stderr
+    r = _cli("rollout", "status", "det", env=env | {"EDGEFLEET_TOKEN": "efk_x_y"})
+    assert r.returncode == 5
+
+
 def test_operator_cli_and_kill_mid_rollout_resumes(db_settings: ServerSettings, tmp_path: Path) -> None:
     """First start prints a token once; the CLI deploys; after kill -9 the rollout goes on from its wave."""
     port = _free_port()
@@ -162,24 +184,7 @@ def test_operator_cli_and_kill_mid_rollout_resumes(db_settings: ServerSettings, 
         proc.kill()
 
         proc = Proc(db_settings, port, log)
-        r = _cli("rollout", "status", "det", env=env)
-        assert r.returncode == 0, r.stderr
-        assert "baking wave 1/2" in r.stdout
-        assert "2/10 updated" in r.stdout
-        r = _cli("rollout", "pause", "det", "--reason", "checking", env=env)
-        assert "paused" in r.stdout
-        r = _cli("rollout", "resume", "det", env=env)
-        assert r.returncode == 0, r.stderr
-        loop.run_until_complete(sim.poll_all())
-        r = _cli("rollout", "abort", "det", "--reason", "enough", env=env)
-        assert "aborted" in r.stdout
-        loop.run_until_complete(sim.poll_all())
-        assert Counter(sim.versions("det").values()) == Counter({"1.0.0": 10})
-        r = _cli("rollout", "approve", "det", env=env)
-        assert r.returncode == 4
-        assert "rollout is aborted" in r.stderr
-        r = _cli("rollout", "status", "det", env={"EDGEFLEET_SERVER": proc.url, "EDGEFLEET_TOKEN": "efk_x_y"})
-        assert r.returncode == 5
+        _steer_after_restart(env | {"EDGEFLEET_SERVER": proc.url}, sim, loop)
         loop.run_until_complete(sim.aclose())
         loop.close()
         api.close()
