@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -90,6 +91,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - o
         "edgefleet": __version__,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "data_dir": str(data),
         "load_avg_at_start": os.getloadavg(),
     }
     try:
@@ -152,6 +154,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - o
             "offered_per_s": round(args.devices / args.poll_interval, 1),
             "etag_hit_ratio": round(st.not_modified / max(1, st.polls), 4),
             "errors": st.errors,
+            "last_error": st.last_error,
             "client_p50_ms": round(st.percentile(0.5) * 1000, 1),
             "client_p99_ms": round(st.percentile(0.99) * 1000, 1),
             "server_histogram_cumulative": histogram_quantiles(
@@ -192,8 +195,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - o
             await asyncio.sleep(1)
             ro = api.get("/rollouts", params={"limit": 1}).json()["items"][0]
             phase = ro["phase"]
+            result["rollout_last_seen"] = {"wave": ro["wave"], "counts": ro["counts"], "reason": ro["reason"]}
         reached = time.perf_counter() - t0
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         versions = Counter(sim.versions("det").values())
         result["rollout_3_waves"] = {
             "phase": phase,
@@ -202,6 +208,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - o
             "device_poll_interval_s": args.rollout_poll_interval,
             "devices_on_2.0.0": versions.get("2.0.0", 0),
             "poll_errors": sim2.stats.errors,
+            "last_error": sim2.stats.last_error,
         }
         await sim.aclose()
         await sim2.aclose()

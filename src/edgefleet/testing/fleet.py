@@ -27,7 +27,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgefleet.errors import OperationFailedError
+from edgefleet.errors import EdgefleetError, OperationFailedError
 
 __all__ = ["FleetSimulator", "SimStats", "SimulatorConfig", "VirtualDevice"]
 
@@ -58,6 +58,7 @@ class SimStats:
     errors: int = 0
     reports: int = 0
     latencies: list[float] = field(default_factory=list)
+    last_error: str = ""
 
     def percentile(self, q: float) -> float:
         if not self.latencies:
@@ -81,6 +82,7 @@ class VirtualDevice:
         self.workloads: list[dict[str, Any]] = []
         self.seq = 0
         self.polls_since_report = 0
+        self.report_pending = False
 
     @property
     def public_b64(self) -> str:
@@ -124,7 +126,8 @@ class VirtualDevice:
         elapsed = time.perf_counter() - t0
         self.polls_since_report += 1
         if r.status_code == 304:
-            if self.polls_since_report >= self.config.report_every and self.workloads:
+            due = self.polls_since_report >= self.config.report_every and self.workloads
+            if due or self.report_pending:
                 await self.report(client)
             return False, elapsed
         if r.status_code != 200:
@@ -136,6 +139,7 @@ class VirtualDevice:
             signed = verify_document(envelope, self.server_key)
             self.revision = int(signed["revision"])
             self.workloads = list(signed["workloads"])
+        self.report_pending = True  # until the server has it: a failed report is retried on the next poll
         await self.report(client)
         return True, elapsed
 
@@ -205,6 +209,7 @@ class FleetSimulator:
         self._transport = transport
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
+        self._inflight: asyncio.Semaphore | None = None
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -243,10 +248,16 @@ class FleetSimulator:
         await asyncio.gather(*(self._poll(d, 0.0) for d in self.devices if d.device_id))
 
     async def _poll(self, d: VirtualDevice, wait: float) -> None:
+        # Queue here (FIFO, cheap) rather than in the HTTP pool, whose waiters are costly by the thousand.
+        if self._inflight is None:
+            self._inflight = asyncio.Semaphore(self.config.max_connections)
         try:
-            changed, elapsed = await d.poll(self.client(), wait)
-        except (httpx.HTTPError, OperationFailedError):
+            async with self._inflight:
+                changed, elapsed = await d.poll(self.client(), wait)
+        except (httpx.HTTPError, EdgefleetError, ValueError, KeyError) as exc:
+            # a device that fails a poll counts it and tries again next time, like a real agent
             self.stats.errors += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
             return
         self.stats.polls += 1
         self.stats.latencies.append(elapsed)
