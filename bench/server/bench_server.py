@@ -70,7 +70,7 @@ def histogram_quantiles(metrics: str, route: str, qs: tuple[float, ...]) -> dict
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - one linear script
-    data = Path(tempfile.mkdtemp(prefix="edgefleet-bench-"))
+    data = Path(tempfile.mkdtemp(prefix="edgefleet-server-bench-"))
     port = free_port()
     db_args = ["--data-dir", str(data)]
     if args.db:

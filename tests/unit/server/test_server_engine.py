@@ -111,6 +111,13 @@ events = st.one_of(
     st.builds(eng.DeviceJoined, device=device_ids, now=times),
     st.builds(eng.DeviceLeft, device=device_ids, now=times),
     st.builds(eng.DeviceHealth, device=device_ids, health=health, now=times),
+    st.builds(
+        eng.Observed,
+        now=times,
+        joined=st.lists(device_ids, max_size=4).map(tuple),
+        left=st.lists(device_ids, max_size=2).map(tuple),
+        health=st.lists(st.tuples(device_ids, health), max_size=4).map(tuple),
+    ),
     st.builds(eng.Pause, now=times),
     st.builds(eng.Resume, now=times),
     st.builds(eng.Approve, now=times),

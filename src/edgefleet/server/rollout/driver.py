@@ -246,7 +246,8 @@ class RolloutDriver:
                 Device.project_id == dep.project_id
             )
         ).all()
-        events: list[eng.Event] = []
+        joined: list[str] = []
+        healths: list[tuple[str, eng.Health]] = []
         present: set[str] = set()
         for device_id, labels, health, status in devices:
             if status != "active" or not sel.matches(labels):
@@ -254,25 +255,17 @@ class RolloutDriver:
             present.add(device_id)
             member = state.members.get(device_id)
             if member is None:
-                events.append(eng.DeviceJoined(device_id, now))
+                joined.append(device_id)
                 continue
             if member.target == "to":
                 h = health_of(health or {}, row.to_release_id)
                 if h is not None and h != member.health:
-                    events.append(eng.DeviceHealth(device_id, h, now))
-        events.extend(eng.DeviceLeft(d, now) for d in sorted(set(state.members) - present))
-        events.append(eng.Tick(now))
-        actions: dict[str, eng.Assign] = {}
-        transitions: list[eng.Transition] = []
-        for ev in events:
-            result = eng.step(state, ev)
-            state = result.state
-            for a in result.actions:
-                actions[a.device] = a
-            transitions.extend(result.transitions)
-            if state.phase.terminal:
-                break
-        left = [e.device for e in events if isinstance(e, eng.DeviceLeft)]
+                    healths.append((device_id, h))
+        left = sorted(set(state.members) - present)
+        result = eng.step(state, eng.Observed(now, tuple(joined), tuple(left), tuple(healths)))
+        state = result.state
+        actions = {a.device: a for a in result.actions}
+        transitions = list(result.transitions)
         if left:  # devices that left the selector lose this deployment
             s.execute(
                 delete(DeviceAssignment).where(

@@ -35,6 +35,7 @@ __all__ = [
     "Event",
     "Health",
     "Member",
+    "Observed",
     "Pause",
     "Phase",
     "Result",
@@ -211,7 +212,17 @@ class Abort:
     reason: str = "aborted by operator"
 
 
-Event = Start | Tick | DeviceJoined | DeviceLeft | DeviceHealth | Pause | Resume | Approve | Abort
+@dataclass(frozen=True)
+class Observed:
+    """Everything the driver saw in one pass, applied at once and evaluated once (O(fleet) per pass)."""
+
+    now: float
+    joined: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+    health: tuple[tuple[str, Health], ...] = ()
+
+
+Event = Start | Tick | DeviceJoined | DeviceLeft | DeviceHealth | Observed | Pause | Resume | Approve | Abort
 
 
 # ---------------------------------------------------------------- outputs
@@ -254,6 +265,10 @@ class _Builder:
         if m.target != target:
             self.members[device] = replace(m, target=target, health=None)
             self.actions[device] = target
+
+    def remove(self, device: str) -> None:
+        self.members.pop(device, None)
+        self.actions.pop(device, None)
 
     def go(self, phase: Phase, reason: str, now: float, **changes: Any) -> None:
         old = self.state.phase
@@ -298,13 +313,33 @@ def step(state: RolloutState, event: Event) -> Result:  # noqa: PLR0912 - one ar
                 if state.phase in (Phase.ROLLING, Phase.BAKING):
                     b.assign(device, "to")
         case DeviceLeft(device, now):
-            b.members.pop(device, None)
+            b.remove(device)
             _evaluate(b, now)
         case DeviceHealth(device, health, now):
             m = b.members.get(device)
             if m is not None and m.target == "to":
                 b.members[device] = replace(m, health=health)
                 _evaluate(b, now)
+        case Observed(now, joined, left, health):
+            rolling = state.phase in (Phase.ROLLING, Phase.BAKING)
+            both = set(joined) & set(
+                left
+            )  # contradictory (both here and gone): leave such devices as they are
+            for device in left:
+                if device not in both:
+                    b.remove(device)
+            for device in joined:
+                if device in both:
+                    continue
+                if device not in b.members:
+                    b.members[device] = Member(wave=state.wave)
+                    if rolling:
+                        b.assign(device, "to")
+            for device, h in health:
+                m = b.members.get(device)
+                if m is not None and m.target == "to":
+                    b.members[device] = replace(m, health=h)
+            _evaluate(b, now)
         case Pause(now, reason):
             if state.phase not in (Phase.ROLLING, Phase.BAKING, Phase.AWAITING_APPROVAL):
                 return b.result(f"cannot pause a rollout that is {state.phase.value}")
