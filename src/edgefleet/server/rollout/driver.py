@@ -229,7 +229,7 @@ class RolloutDriver:
                 self._drive(s, rid)
         return len(mine)
 
-    def _drive(self, s: Session, rollout_id: str) -> None:  # noqa: PLR0912 - the event feed in one place
+    def _drive(self, s: Session, rollout_id: str) -> None:
         row = s.execute(
             select(Rollout).where(Rollout.id == rollout_id).with_for_update()
         ).scalar_one_or_none()

@@ -320,26 +320,8 @@ def step(state: RolloutState, event: Event) -> Result:  # noqa: PLR0912 - one ar
             if m is not None and m.target == "to":
                 b.members[device] = replace(m, health=health)
                 _evaluate(b, now)
-        case Observed(now, joined, left, health):
-            rolling = state.phase in (Phase.ROLLING, Phase.BAKING)
-            both = set(joined) & set(
-                left
-            )  # contradictory (both here and gone): leave such devices as they are
-            for device in left:
-                if device not in both:
-                    b.remove(device)
-            for device in joined:
-                if device in both:
-                    continue
-                if device not in b.members:
-                    b.members[device] = Member(wave=state.wave)
-                    if rolling:
-                        b.assign(device, "to")
-            for device, h in health:
-                m = b.members.get(device)
-                if m is not None and m.target == "to":
-                    b.members[device] = replace(m, health=h)
-            _evaluate(b, now)
+        case Observed():
+            _observe(b, event)
         case Pause(now, reason):
             if state.phase not in (Phase.ROLLING, Phase.BAKING, Phase.AWAITING_APPROVAL):
                 return b.result(f"cannot pause a rollout that is {state.phase.value}")
@@ -362,6 +344,24 @@ def step(state: RolloutState, event: Event) -> Result:  # noqa: PLR0912 - one ar
             else:
                 _rollback(b, now, reason)
     return b.result()
+
+
+def _observe(b: _Builder, event: Observed) -> None:
+    rolling = b.state.phase in (Phase.ROLLING, Phase.BAKING)
+    both = set(event.joined) & set(event.left)  # contradictory (both here and gone): leave such devices be
+    for device in event.left:
+        if device not in both:
+            b.remove(device)
+    for device in event.joined:
+        if device not in both and device not in b.members:
+            b.members[device] = Member(wave=b.state.wave)
+            if rolling:
+                b.assign(device, "to")
+    for device, h in event.health:
+        m = b.members.get(device)
+        if m is not None and m.target == "to":
+            b.members[device] = replace(m, health=h)
+    _evaluate(b, event.now)
 
 
 def _enter_wave(b: _Builder, now: float) -> None:
