@@ -97,6 +97,7 @@ def run_cmd(
     c.err.print(f"edgefleet server on http://{host}:{port} (data in {settings.data_dir})", highlight=False)
     app = create_app(server_ctx)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        # Devices poll about once a minute: keep their connections open across polls.
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
     finally:
         server_ctx.db.dispose()

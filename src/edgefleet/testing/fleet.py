@@ -97,7 +97,14 @@ class VirtualDevice:
             "labels": self.config.labels,
             "inventory": {"arch": "x86_64", "simulated": True, "index": self.index},
         }
-        r = await client.post("/device/v1/enroll", json=body)
+        for attempt in range(5):
+            try:
+                r = await client.post("/device/v1/enroll", json=body)
+                break
+            except httpx.TransportError:  # a dropped keep-alive connection: try again, like an agent would
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
         if r.status_code != 201:
             raise OperationFailedError(
                 f"enroll failed: {r.status_code} {r.text}", code="simulate.enroll_failed"
@@ -216,6 +223,7 @@ class FleetSimulator:
             limits = httpx.Limits(
                 max_connections=self.config.max_connections,
                 max_keepalive_connections=self.config.max_connections,
+                keepalive_expiry=50,  # below the server's keep-alive timeout (75 s)
             )
             self._client = httpx.AsyncClient(
                 base_url=self.config.server, limits=limits, transport=self._transport, timeout=30
