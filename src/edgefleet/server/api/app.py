@@ -10,6 +10,7 @@ Background loops (started with the app, stopped with it):
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
@@ -130,10 +131,13 @@ def _compact(ctx: ServerContext) -> int:
     return n
 
 
-async def _every(seconds: float, work: Callable[[], object], name: str) -> None:
+async def _every(seconds: float, work: Callable[[], object], name: str, *, adaptive: bool = False) -> None:
+    """Run ``work`` every ``seconds``; ``adaptive`` waits at least 4x the last pass (at most ~20% busy)."""
     while True:
+        start = time.monotonic()
         try:
             await anyio.to_thread.run_sync(work)
         except Exception:  # a failing pass is logged and retried next period, never kills the loop
             log.exception("background loop failed", extra={"loop": name})
-        await asyncio.sleep(seconds)
+        took = time.monotonic() - start
+        await asyncio.sleep(max(seconds, 4 * took) if adaptive else seconds)

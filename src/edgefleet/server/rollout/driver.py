@@ -225,19 +225,46 @@ class RolloutDriver:
         """One pass: claim leases, then feed each held rollout its events. Returns rollouts driven."""
         mine = self.claim()
         for rid in mine:
-            with self.ctx.db.session(write=True) as s:
-                self._drive(s, rid)
+            self._drive(rid)
         return len(mine)
 
-    def _drive(self, s: Session, rollout_id: str) -> None:
-        row = s.execute(
-            select(Rollout).where(Rollout.id == rollout_id).with_for_update()
-        ).scalar_one_or_none()
-        if row is None or row.phase not in ACTIVE or row.lease_owner != self.replica:
+    def _drive(self, rollout_id: str) -> None:
+        """Read the fleet without the write lock, decide, then apply unless the rollout moved meanwhile."""
+        with self.ctx.db.session() as s:
+            row = s.get(Rollout, rollout_id)
+            if row is None or row.phase not in ACTIVE or row.lease_owner != self.replica:
+                return
+            dep = s.get(Deployment, row.deployment_id)
+            if dep is None:
+                return
+            before = row.state
+            result, left = self._observe(s, row, dep)
+        state = result.state
+        if not result.transitions and not result.actions and not left and state.to_json() == before:
             return
-        dep = s.get(Deployment, row.deployment_id)
-        if dep is None:
-            return
+        with self.ctx.db.session(write=True) as s:
+            row = s.execute(
+                select(Rollout).where(Rollout.id == rollout_id).with_for_update()
+            ).scalar_one_or_none()
+            dep = s.get(Deployment, row.deployment_id) if row is not None else None
+            if row is None or dep is None or row.state != before or row.lease_owner != self.replica:
+                return  # an operator action or another pass changed it: the next pass starts from there
+            if left:  # devices that left the selector lose this deployment
+                for i in range(0, len(left), 500):
+                    s.execute(
+                        delete(DeviceAssignment).where(
+                            DeviceAssignment.deployment_id == dep.id,
+                            DeviceAssignment.device_id.in_(left[i : i + 500]),
+                        )
+                    )
+            _apply(s, self.ctx, row, dep, result)
+            if left:
+                changed = refresh_desired(
+                    s, self.ctx.key, left, self.ctx.now(), self.ctx.settings.desired_state_ttl_seconds
+                )
+                self.ctx.notifier.notify(changed)
+
+    def _observe(self, s: Session, row: Rollout, dep: Deployment) -> tuple[eng.Result, list[str]]:
         now = self.ctx.clock()
         state = eng.RolloutState.from_json(row.state)
         sel = Selector.parse(dep.selector)
@@ -256,30 +283,12 @@ class RolloutDriver:
             member = state.members.get(device_id)
             if member is None:
                 joined.append(device_id)
-                continue
-            if member.target == "to":
+            elif member.target == "to":
                 h = health_of(health or {}, row.to_release_id)
                 if h is not None and h != member.health:
                     healths.append((device_id, h))
         left = sorted(set(state.members) - present)
-        result = eng.step(state, eng.Observed(now, tuple(joined), tuple(left), tuple(healths)))
-        state = result.state
-        actions = {a.device: a for a in result.actions}
-        transitions = list(result.transitions)
-        if left:  # devices that left the selector lose this deployment
-            s.execute(
-                delete(DeviceAssignment).where(
-                    DeviceAssignment.deployment_id == dep.id, DeviceAssignment.device_id.in_(left)
-                )
-            )
-        if not transitions and not actions and state.to_json() == row.state:
-            return
-        _apply(s, self.ctx, row, dep, eng.Result(state, tuple(actions.values()), tuple(transitions)))
-        if left:
-            changed = refresh_desired(
-                s, self.ctx.key, left, self.ctx.now(), self.ctx.settings.desired_state_ttl_seconds
-            )
-            self.ctx.notifier.notify(changed)
+        return eng.step(state, eng.Observed(now, tuple(joined), tuple(left), tuple(healths))), left
 
 
 def rollout_view(row: Rollout, transitions: list[RolloutTransitionRow] | None = None) -> dict[str, Any]:
