@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -73,8 +74,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - o
     data = Path(tempfile.mkdtemp(prefix="edgefleet-server-bench-"))
     port = free_port()
     db_args = ["--data-dir", str(data)]
+    schema = f"bench_{secrets.token_hex(4)}"
     if args.db:
-        db_args += ["--db", args.db, "--db-schema", f"bench_{secrets.token_hex(4)}"]
+        db_args += ["--db", args.db, "--db-schema", schema]
     subprocess.run([sys.executable, "-m", "edgefleet", "server", "migrate", *db_args], check=True)
     log = (data / "server.log").open("w")
     server = subprocess.Popen(
@@ -221,6 +223,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - o
         server.terminate()
         server.wait(timeout=60)
         log.close()
+        if args.db:
+            import psycopg
+
+            with psycopg.connect(args.db, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        shutil.rmtree(data, ignore_errors=True)
     result["load_avg_at_end"] = os.getloadavg()
     return result
 
