@@ -1,6 +1,6 @@
 """Side-by-side serving benchmark: raw ONNX Runtime, edgefleet serve, MLServer and PyTriton.
 
-One run, one machine, the same models and the same load generator (``edgefleet.loadgen``,
+One run, one machine, the same models and the same load generator (``edgefleet.runtime.loadgen``,
 closed loop, ``tritonclient`` on the wire). For each model and serving path: p50/p90/p99 and
 throughput at each concurrency, plus each server's idle memory (PSS of its whole process tree)
 against a bare ORT process holding the same model, and its time from spawn to model-ready.
@@ -144,7 +144,7 @@ def free_port() -> int:
 
 
 def machine() -> dict[str, Any]:
-    from edgefleet.loadgen.report import machine_info, versions
+    from edgefleet.runtime.loadgen.report import machine_info, versions
 
     info = machine_info()
     info["load"] = os.getloadavg()
@@ -265,8 +265,8 @@ def measure_point(
     model: Model, *, name: str, protocol: str, url: str, concurrency: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     """One closed-loop measurement of one path at one concurrency (its own connections and warm-up)."""
-    from edgefleet.loadgen.bench import BenchPlan, run_bench
-    from edgefleet.loadgen.inputs import parse_shape_overrides
+    from edgefleet.runtime.loadgen.bench import BenchPlan, run_bench
+    from edgefleet.runtime.loadgen.inputs import parse_shape_overrides
 
     plan = BenchPlan(
         model=name if protocol != "ort" else str(model.path),

@@ -74,11 +74,11 @@ def bench(  # noqa: PLR0917 - typer maps each parameter to one CLI option
     ] = None,
 ) -> None:
     """Closed-loop load: throughput and p50/p90/p99 per concurrency, errors by kind, machine and versions."""
-    from edgefleet.loadgen.bench import BenchPlan, run_bench
-    from edgefleet.loadgen.errors import BenchInputError
-    from edgefleet.loadgen.inputs import parse_shape_overrides
-    from edgefleet.loadgen.report import render_table
-    from edgefleet.loadgen.targets import PROTOCOLS
+    from edgefleet.runtime.loadgen.bench import BenchPlan, run_bench
+    from edgefleet.runtime.loadgen.errors import BenchInputError
+    from edgefleet.runtime.loadgen.inputs import parse_shape_overrides
+    from edgefleet.runtime.loadgen.report import render_table
+    from edgefleet.runtime.loadgen.targets import PROTOCOLS
 
     c = cli_context(ctx)
     if protocol not in PROTOCOLS:
@@ -137,9 +137,9 @@ def _compare_backends(c: Any, plan: Any, specs: list[str], json_out: Path | None
     """Run ``plan`` once per backend in this process; one table each, then the ratios."""
     from rich.table import Table
 
-    from edgefleet.loadgen.bench import run_bench
-    from edgefleet.loadgen.report import render_table
     from edgefleet.runtime.bench_target import BackendTarget
+    from edgefleet.runtime.loadgen.bench import run_bench
+    from edgefleet.runtime.loadgen.report import render_table
 
     reports: dict[str, Any] = {}
     rows: list[tuple[str, float, float]] = []

@@ -82,7 +82,7 @@ def optimize(  # noqa: PLR0917 - typer maps each parameter to one CLI option
     ] = None,
 ) -> None:
     """Write an optimized copy of MODEL and report size, latency change and accuracy delta."""
-    from edgefleet.loadgen.inputs import parse_shape_overrides
+    from edgefleet.runtime.loadgen.inputs import parse_shape_overrides
     from edgefleet.runtime.optimize import Mode, OptimizeError, OptimizePlan, optimize_model
 
     c = cli_context(ctx)

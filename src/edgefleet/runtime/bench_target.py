@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.loadgen.errors import BenchInputError
-from edgefleet.loadgen.inputs import TensorSpec as BenchTensorSpec
-from edgefleet.loadgen.targets import WireProtocol, Worker
 from edgefleet.runtime.backend import Session, backend_version, load_model
+from edgefleet.runtime.loadgen.errors import BenchInputError
+from edgefleet.runtime.loadgen.inputs import TensorSpec as BenchTensorSpec
+from edgefleet.runtime.loadgen.targets import WireProtocol, Worker
 from edgefleet.runtime.session import SessionConfig
 
 __all__ = ["BackendTarget", "backend_option"]

@@ -205,7 +205,7 @@ def _load_original(plan: OptimizePlan) -> Any:
 
 
 def _specs(session: Any) -> list[Any]:
-    from edgefleet.loadgen.inputs import TensorSpec, v2_datatype
+    from edgefleet.runtime.loadgen.inputs import TensorSpec, v2_datatype
 
     out = []
     for i in session.get_inputs():
@@ -324,8 +324,8 @@ def _load_image(path: Path, specs: Sequence[Any], mean: Sequence[float], std: Se
 
 
 def _random_samples(specs: Sequence[Any], plan: OptimizePlan) -> list[Feeds]:
-    from edgefleet.loadgen.errors import BenchInputError
-    from edgefleet.loadgen.inputs import generate_inputs
+    from edgefleet.runtime.loadgen.errors import BenchInputError
+    from edgefleet.runtime.loadgen.inputs import generate_inputs
 
     try:
         return [generate_inputs(specs, overrides=plan.shapes, seed=i) for i in range(plan.sample_count)]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.loadgen.bench import BenchPlan, run_bench
-from edgefleet.loadgen.errors import BenchTargetError
+from edgefleet.runtime.loadgen.bench import BenchPlan, run_bench
+from edgefleet.runtime.loadgen.errors import BenchTargetError
 from tests.integration.tools.kserve_fixture import KServeFixture
 
 PROTOCOLS = ("rest-binary", "rest-json", "grpc")

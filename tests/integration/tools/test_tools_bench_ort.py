@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefleet.loadgen.bench import BenchPlan, run_bench
-from edgefleet.loadgen.runner import run_closed_loop
-from edgefleet.loadgen.targets import OrtTarget
+from edgefleet.runtime.loadgen.bench import BenchPlan, run_bench
+from edgefleet.runtime.loadgen.runner import run_closed_loop
+from edgefleet.runtime.loadgen.targets import OrtTarget
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefleet.loadgen.errors import BenchInputError
-from edgefleet.loadgen.inputs import (
+from edgefleet.runtime.loadgen.errors import BenchInputError
+from edgefleet.runtime.loadgen.inputs import (
     TensorSpec,
     generate_inputs,
     load_input_file,

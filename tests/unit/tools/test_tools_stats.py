@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgefleet.loadgen.stats import percentile, summarize
+from edgefleet.runtime.loadgen.stats import percentile, summarize
 
 
 @pytest.mark.unit

@@ -12,7 +12,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from edgefleet.loadgen.targets import classify_error
+from edgefleet.runtime.loadgen.targets import classify_error
 from tests.integration.tools.v2codec import decode, encode
 
 

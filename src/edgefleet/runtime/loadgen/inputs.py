@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.loadgen.errors import BenchInputError
 from edgefleet.runtime.datatypes import KSERVE_TO_NUMPY, ORT_TO_KSERVE
+from edgefleet.runtime.loadgen.errors import BenchInputError
 
 __all__ = [
     "ORT_TO_V2",

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.loadgen.errors import BenchInputError
-from edgefleet.loadgen.inputs import generate_inputs, load_input_file
-from edgefleet.loadgen.report import build_report, machine_info
-from edgefleet.loadgen.runner import RunResult, run_closed_loop
-from edgefleet.loadgen.targets import Target, WireProtocol, make_target
+from edgefleet.runtime.loadgen.errors import BenchInputError
+from edgefleet.runtime.loadgen.inputs import generate_inputs, load_input_file
+from edgefleet.runtime.loadgen.report import build_report, machine_info
+from edgefleet.runtime.loadgen.runner import RunResult, run_closed_loop
+from edgefleet.runtime.loadgen.targets import Target, WireProtocol, make_target
 
 __all__ = ["BenchPlan", "run_bench"]
 

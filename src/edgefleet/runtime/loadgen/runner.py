@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.loadgen.errors import BenchInputError
-from edgefleet.loadgen.stats import LatencySummary, summarize
-from edgefleet.loadgen.targets import Target, Worker, classify_error
+from edgefleet.runtime.loadgen.errors import BenchInputError
+from edgefleet.runtime.loadgen.stats import LatencySummary, summarize
+from edgefleet.runtime.loadgen.targets import Target, Worker, classify_error
 
 __all__ = ["RunResult", "run_closed_loop"]
 

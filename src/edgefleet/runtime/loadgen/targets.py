@@ -17,8 +17,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from edgefleet.loadgen.errors import BenchInputError, BenchTargetError
-from edgefleet.loadgen.inputs import TensorSpec, v2_datatype
+from edgefleet.runtime.loadgen.errors import BenchInputError, BenchTargetError
+from edgefleet.runtime.loadgen.inputs import TensorSpec, v2_datatype
 
 __all__ = [
     "PROTOCOLS",

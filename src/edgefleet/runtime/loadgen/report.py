@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
-from edgefleet.loadgen.runner import RunResult
+from edgefleet.runtime.loadgen.runner import RunResult
 
 __all__ = ["REPORT_SCHEMA", "build_report", "machine_info", "render_table", "versions"]
 
