@@ -95,7 +95,7 @@ def run_cmd(
         typer.Option(
             "--tls",
             help="auto: HTTPS with a CA and certificate made in the data directory; off: plain HTTP "
-            "[default: off, or on with --tls-cert/--tls-key].",
+            "(default: off; on with --tls-cert/--tls-key).",
             show_default=False,
         ),
     ] = None,
