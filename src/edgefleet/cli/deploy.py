@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from edgefleet.cli.context import cli_context
-from edgefleet.cli.server import DEFAULT_SERVER, ProjectOpt, ServerOpt, TokenOpt
+from edgefleet.cli.server import DEFAULT_SERVER, CaCertOpt, ProjectOpt, ServerOpt, TokenOpt
 
 __all__ = ["deploy"]
 
@@ -66,6 +66,7 @@ def deploy(
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Deploy a bundle to the devices matching a selector, wave by wave, gated on their health."""
     from edgefleet.server.client import ManagementClient
@@ -93,7 +94,7 @@ def deploy(
             "auto_advance": not manual,
         },
     }
-    with ManagementClient(server, token, project) as api:
+    with ManagementClient(server, token, project, ca_cert=ca_cert) as api:
         out = api.post(api.p("/deployments"), body)
     ro = out["rollout"]
     cli_context(ctx).out.print(

@@ -9,9 +9,11 @@ import typer
 from rich.table import Table
 
 from edgefleet.cli.context import cli_context
-from edgefleet.cli.server import DEFAULT_SERVER, ProjectOpt, ServerOpt, TokenOpt
+from edgefleet.cli.server import DEFAULT_SERVER, CaCertOpt, ProjectOpt, ServerOpt, TokenOpt
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from edgefleet.server.client import ManagementClient
 
 __all__ = ["device_app"]
@@ -19,10 +21,10 @@ __all__ = ["device_app"]
 device_app = typer.Typer(help="List and manage enrolled devices.", no_args_is_help=True)
 
 
-def _client(server: str, token: str | None, project: str) -> ManagementClient:
+def _client(server: str, token: str | None, project: str, ca_cert: Path | None) -> ManagementClient:
     from edgefleet.server.client import ManagementClient
 
-    return ManagementClient(server, token, project)
+    return ManagementClient(server, token, project, ca_cert=ca_cert)
 
 
 @device_app.command("ls")
@@ -36,10 +38,11 @@ def ls(
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Devices of the project, filtered by labels and status."""
     c = cli_context(ctx)
-    with _client(server, token, project) as api:
+    with _client(server, token, project, ca_cert) as api:
         items = api.paged(api.p("/devices"), limit=limit, selector=selector, status=status)
     if as_json:
         for d in items:
@@ -66,12 +69,14 @@ def ls(
 def show(
     ctx: typer.Context,
     device_id: Annotated[str, typer.Argument(help="Device id.")],
+    *,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """One device with inventory, reported state and health (JSON)."""
-    with _client(server, token, project) as api:
+    with _client(server, token, project, ca_cert) as api:
         cli_context(ctx).out.print_json(json.dumps(api.get(api.p(f"/devices/{device_id}"))))
 
 
@@ -84,6 +89,7 @@ def label(
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Replace a device's labels."""
     from edgefleet.errors import InvalidInputError
@@ -94,7 +100,7 @@ def label(
         if not eq:
             raise InvalidInputError(f"label {item!r}: expected key=value", field="labels")
         parsed[key] = value
-    with _client(server, token, project) as api:
+    with _client(server, token, project, ca_cert) as api:
         d = api.put(api.p(f"/devices/{device_id}/labels"), {"labels": parsed})
     cli_context(ctx).out.print(f"{d['id']}: {d['labels']}")
 
@@ -103,11 +109,13 @@ def label(
 def decommission(
     ctx: typer.Context,
     device_id: Annotated[str, typer.Argument(help="Device id.")],
+    *,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Revoke a device at once; its next request is refused."""
-    with _client(server, token, project) as api:
+    with _client(server, token, project, ca_cert) as api:
         d = api.post(api.p(f"/devices/{device_id}/decommission"))
     cli_context(ctx).out.print(f"{d['id']}: {d['status']}")

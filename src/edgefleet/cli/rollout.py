@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from edgefleet.cli.context import CliContext, cli_context
-from edgefleet.cli.server import DEFAULT_SERVER, ProjectOpt, ServerOpt, TokenOpt
+from edgefleet.cli.server import DEFAULT_SERVER, CaCertOpt, ProjectOpt, ServerOpt, TokenOpt
 
 __all__ = ["rollout_app"]
 
@@ -50,14 +51,16 @@ def _render(c: CliContext, ro: dict[str, Any]) -> None:
 def status(
     ctx: typer.Context,
     target: Target,
+    *,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Phase, wave, device counts, and every transition with its reason."""
     from edgefleet.server.client import ManagementClient
 
-    with ManagementClient(server, token, project) as api:
+    with ManagementClient(server, token, project, ca_cert=ca_cert) as api:
         _render(cli_context(ctx), api.get(api.p(f"/rollouts/{_resolve(api, target)}")))
 
 
@@ -70,10 +73,11 @@ def _action(
     server: str,
     token: str | None,
     project: str,
+    ca_cert: Path | None,
 ) -> None:
     from edgefleet.server.client import ManagementClient
 
-    with ManagementClient(server, token, project) as api:
+    with ManagementClient(server, token, project, ca_cert=ca_cert) as api:
         ro = api.post(api.p(f"/rollouts/{_resolve(api, target)}/{action}"), {"reason": reason})
     _render(cli_context(ctx), ro)
 
@@ -87,9 +91,19 @@ def pause(
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Stop starting new waves (devices keep what they have)."""
-    _action(ctx, action="pause", target=target, reason=reason, server=server, token=token, project=project)
+    _action(
+        ctx,
+        action="pause",
+        target=target,
+        reason=reason,
+        server=server,
+        token=token,
+        project=project,
+        ca_cert=ca_cert,
+    )
 
 
 @rollout_app.command("resume")
@@ -101,9 +115,19 @@ def resume(
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Continue a paused rollout from its current wave."""
-    _action(ctx, action="resume", target=target, reason=reason, server=server, token=token, project=project)
+    _action(
+        ctx,
+        action="resume",
+        target=target,
+        reason=reason,
+        server=server,
+        token=token,
+        project=project,
+        ca_cert=ca_cert,
+    )
 
 
 @rollout_app.command("approve")
@@ -115,9 +139,19 @@ def approve(
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Start the next wave of a rollout waiting for approval."""
-    _action(ctx, action="approve", target=target, reason=reason, server=server, token=token, project=project)
+    _action(
+        ctx,
+        action="approve",
+        target=target,
+        reason=reason,
+        server=server,
+        token=token,
+        project=project,
+        ca_cert=ca_cert,
+    )
 
 
 @rollout_app.command("abort")
@@ -129,6 +163,16 @@ def abort(
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Abort and roll every updated device back to the previous release."""
-    _action(ctx, action="abort", target=target, reason=reason, server=server, token=token, project=project)
+    _action(
+        ctx,
+        action="abort",
+        target=target,
+        reason=reason,
+        server=server,
+        token=token,
+        project=project,
+        ca_cert=ca_cert,
+    )

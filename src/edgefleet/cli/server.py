@@ -12,7 +12,7 @@ from edgefleet.cli.context import cli_context
 if TYPE_CHECKING:
     from edgefleet.server.context import ServerSettings
 
-__all__ = ["ProjectOpt", "ServerOpt", "TokenOpt", "server_app"]
+__all__ = ["CaCertOpt", "ProjectOpt", "ServerOpt", "TokenOpt", "server_app"]
 
 server_app = typer.Typer(help="Run the control plane, or migrate its database.", no_args_is_help=True)
 
@@ -25,6 +25,15 @@ TokenOpt = Annotated[
 ]
 ProjectOpt = Annotated[str, typer.Option("--project", envvar="EDGEFLEET_PROJECT", help="Project to act in.")]
 DEFAULT_SERVER = "http://127.0.0.1:8470"
+CaCertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-cert",
+        envvar="EDGEFLEET_CA_CERT",
+        help="CA certificate (PEM) to verify an https server with (its ca.pem).",
+        show_default=False,
+    ),
+]
 
 DataDirOpt = Annotated[
     Path | None,
@@ -81,23 +90,58 @@ def run_cmd(
     db: DbOpt = None,
     db_schema: SchemaOpt = None,
     replica_id: Annotated[str, typer.Option(help="Name of this replica in rollout leases.")] = "",
+    tls: Annotated[
+        str | None,
+        typer.Option(
+            "--tls",
+            help="auto: HTTPS with a CA and certificate made in the data directory; off: plain HTTP "
+            "(default: off; on with --tls-cert/--tls-key).",
+            show_default=False,
+        ),
+    ] = None,
+    tls_san: Annotated[
+        list[str] | None, typer.Option("--tls-san", help="Extra DNS name or IP of the server certificate.")
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Operator's certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Operator's private key (PEM).")] = None,
+    tls_ca: Annotated[Path | None, typer.Option("--tls-ca", help="Operator's CA devices should pin.")] = None,
 ) -> None:
     """Serve the management API (/api/v1), the device API (/device/v1) and /metrics."""
     import uvicorn
 
     from edgefleet.server.api import create_app
     from edgefleet.server.service import open_server
+    from edgefleet.server.tls import resolve_server_tls
 
     c = cli_context(ctx)
     settings = _settings(ctx, data_dir, db, db_schema, host=host, port=port, replica_id=replica_id)
+    server_tls = resolve_server_tls(
+        settings.data_dir, tls, cert=tls_cert, key=tls_key, ca=tls_ca, sans=tls_san or ()
+    )
     server_ctx, token = open_server(settings)
     if token is not None:
         c.err.print("[bold]first start[/]: administrator token (shown once, stored hashed):")
         c.err.print(token, highlight=False, soft_wrap=True)
-    c.err.print(f"edgefleet server on http://{host}:{port} (data in {settings.data_dir})", highlight=False)
+    scheme = "https" if server_tls else "http"
+    c.err.print(
+        f"edgefleet server on {scheme}://{host}:{port} (data in {settings.data_dir})", highlight=False
+    )
+    if server_tls is not None:
+        pinned = server_tls.ca or server_tls.cert
+        c.err.print(f"TLS CA certificate: {pinned}", highlight=False, soft_wrap=True)
+        c.err.print(f"TLS CA SHA-256 fingerprint: {server_tls.fingerprint}", highlight=False, soft_wrap=True)
     app = create_app(server_ctx)
     try:
         # Devices poll about once a minute: keep their connections open across polls.
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=75,
+            ssl_certfile=str(server_tls.cert) if server_tls else None,
+            ssl_keyfile=str(server_tls.key) if server_tls else None,
+        )
     finally:
         server_ctx.db.dispose()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from edgefleet.cli.context import cli_context
-from edgefleet.cli.server import DEFAULT_SERVER, ServerOpt
+from edgefleet.cli.server import DEFAULT_SERVER, CaCertOpt, ServerOpt
 
 __all__ = ["simulate"]
 
@@ -32,6 +32,7 @@ def simulate(
     duration: Annotated[float, typer.Option(help="Seconds to run.", min=0)] = 300.0,
     label: Annotated[list[str] | None, typer.Option(help="key=value label of every device.")] = None,
     server: ServerOpt = DEFAULT_SERVER,
+    ca_cert: CaCertOpt = None,
 ) -> None:
     """Enroll N virtual devices, poll with jitter, apply, report health; print poll statistics."""
     import asyncio
@@ -54,6 +55,7 @@ def simulate(
         poll_interval=poll_interval,
         jitter=jitter,
         labels=labels,
+        ca_cert=str(ca_cert) if ca_cert else None,
     )
     sim = FleetSimulator(config)
 

@@ -6,6 +6,7 @@ Error answers (``{"error": {"code", "message", "fields"}}``) come back as the ma
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,11 +46,18 @@ class ManagementClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
+        ca_cert: Path | str | None = None,
     ) -> None:
+        from edgefleet.server.tls import client_ssl_context
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.project = project
         self.http = httpx.Client(
-            base_url=server.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+            base_url=server.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=client_ssl_context(ca_cert) if server.startswith("https:") else True,
         )
 
     def close(self) -> None:
@@ -69,6 +77,10 @@ class ManagementClient:
         try:
             r = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            from edgefleet.server.tls import tls_error
+
+            if (tls := tls_error(exc, str(self.http.base_url))) is not None:
+                raise tls from exc
             raise UnavailableError(
                 f"cannot reach the server at {self.http.base_url}: {exc}", code="server.unreachable"
             ) from exc

@@ -48,6 +48,7 @@ class SimulatorConfig:
     enroll_concurrency: int = 20
     seed: int = 0
     p95_latency_ms: float = 12.0
+    ca_cert: str | None = None  # CA (PEM) to verify an https server with
 
 
 @dataclass
@@ -101,7 +102,13 @@ class VirtualDevice:
             try:
                 r = await client.post("/device/v1/enroll", json=body)
                 break
-            except httpx.TransportError:  # a dropped keep-alive connection: try again, like an agent would
+            except (
+                httpx.TransportError
+            ) as exc:  # a dropped keep-alive connection: try again, like an agent would
+                from edgefleet.server.tls import tls_error
+
+                if (tls := tls_error(exc, self.config.server)) is not None:
+                    raise tls from exc
                 if attempt == 4:
                     raise
                 await asyncio.sleep(0.5 * (attempt + 1))
@@ -225,8 +232,15 @@ class FleetSimulator:
                 max_keepalive_connections=self.config.max_connections,
                 keepalive_expiry=50,  # below the server's keep-alive timeout (75 s)
             )
+            from edgefleet.server.tls import client_ssl_context
+
+            https = self.config.server.startswith("https:")
             self._client = httpx.AsyncClient(
-                base_url=self.config.server, limits=limits, transport=self._transport, timeout=30
+                base_url=self.config.server,
+                limits=limits,
+                transport=self._transport,
+                timeout=30,
+                verify=client_ssl_context(self.config.ca_cert) if https else True,
             )
         return self._client
 
