@@ -19,12 +19,17 @@ from rich.table import Table
 from edgefleet import __version__
 from edgefleet.cli import bench as bench_cli
 from edgefleet.cli import bundle as bundle_cli
+from edgefleet.cli import deploy as deploy_cli
+from edgefleet.cli import device as device_cli
 from edgefleet.cli import keys as keys_cli
 from edgefleet.cli import optimize as optimize_cli
 from edgefleet.cli import pipeline as pipeline_cli
 from edgefleet.cli import probe as probe_cli
+from edgefleet.cli import rollout as rollout_cli
 from edgefleet.cli import run as run_cli
 from edgefleet.cli import serve as serve_cli
+from edgefleet.cli import server as server_cli
+from edgefleet.cli import simulate as simulate_cli
 from edgefleet.cli import tune as tune_cli
 from edgefleet.cli.context import CliContext, cli_context
 from edgefleet.config import Settings, load_settings
@@ -88,6 +93,11 @@ app.add_typer(pipeline_cli.pipeline_app, name="pipeline")
 app.command("bench")(bench_cli.bench)
 app.command("optimize")(optimize_cli.optimize)
 app.command("serve")(serve_cli.serve)
+app.add_typer(server_cli.server_app, name="server")
+app.add_typer(device_cli.device_app, name="device")
+app.add_typer(rollout_cli.rollout_app, name="rollout")
+app.command("deploy")(deploy_cli.deploy)
+app.command("simulate")(simulate_cli.simulate)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

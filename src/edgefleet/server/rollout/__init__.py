@@ -1,0 +1,1 @@
+"""Rollouts: the strategy an operator writes, the pure engine, and the driver that runs it."""
