@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import bindparam, update
 
 from edgefleet import __version__
+from edgefleet.server import ui
 from edgefleet.server.api import device, fleet, releases
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.api.observe import FleetCollector, ServerMetrics, TimingAuditMiddleware
@@ -105,6 +106,7 @@ def create_app(
     app.include_router(fleet.router)
     app.include_router(releases.router)
     app.include_router(device.router)
+    app.include_router(ui.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics_endpoint() -> Response:
