@@ -30,6 +30,7 @@ from edgefleet.server.context import ServerContext
 from edgefleet.server.devices import compact_events
 from edgefleet.server.rollout.driver import RolloutDriver
 from edgefleet.server.store.models import Device
+from edgefleet.server.ui.fleet_metrics import FleetHealthCollector
 from edgefleet.telemetry.logs import get_logger
 from edgefleet.telemetry.metrics import new_registry
 
@@ -63,6 +64,7 @@ def create_app(
     registry = new_registry()
     metrics = ServerMetrics(registry)
     registry.register(FleetCollector(ctx))
+    registry.register(FleetHealthCollector(ctx))
     the_driver = driver or RolloutDriver(ctx)
 
     @asynccontextmanager
