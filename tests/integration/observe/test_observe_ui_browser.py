@@ -6,7 +6,6 @@ Set ``EDGEFLEET_UI_SCREENSHOTS=docs/observe`` to keep the screenshots (the docs 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,9 +43,12 @@ class Shots:
         path = self.dir / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 1000
-        if self.keep:
+        if self.keep:  # a 64-colour palette keeps the committed images small
+            from PIL import Image
+
             self.keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, self.keep / path.name)
+            with Image.open(path) as img:
+                img.convert("RGB").quantize(colors=64).save(self.keep / path.name, optimize=True)
 
 
 def _sign_in(page: Any, url: str, token: str) -> None:

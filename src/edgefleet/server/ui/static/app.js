@@ -219,7 +219,7 @@ function drawCharts(series, plots) {
     el.className = "chart"; el.dataset.testid = "chart";
     if (box.querySelector("p")) box.innerHTML = "";
     box.appendChild(el);
-    plots.set(name, new uPlot({ title: name, width: 560, height: 180, series: [{}, { label: name, stroke: "#2563eb", width: 2, spanGaps: true, points: { show: true } }], axes: [{}, { size: 60 }] }, [xs, ys], el));
+    plots.set(name, new uPlot({ title: name, width: 560, height: 180, scales: { x: { time: true }, y: { range: (_u, lo, hi) => [Math.min(0, lo ?? 0), hi > 0 ? hi * 1.25 : 1] } }, series: [{}, { label: name, stroke: "#2563eb", width: 2, spanGaps: true, points: { show: true } }], axes: [{}, { size: 60 }] }, [xs, ys], el));
   }
 }
 
