@@ -55,8 +55,12 @@ def ui_root() -> RedirectResponse:
 def ui_file(path: str) -> Response:
     """A static asset, or the single page (``index.html``) for any other path under /ui."""
     root = STATIC_DIR.resolve()
-    target = (root / path).resolve() if path else root / "index.html"
-    if not target.is_relative_to(root) or not target.is_file():
+    try:
+        target = (root / path).resolve() if path else root / "index.html"
+        found = target.is_relative_to(root) and target.is_file()
+    except (OSError, ValueError):  # a NUL byte, a name too long: not a file of ours
+        found = False
+    if not found:
         target = root / "index.html"
     cache = "no-cache" if target.suffix == ".html" else "public, max-age=300"
     return FileResponse(
