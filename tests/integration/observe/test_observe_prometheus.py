@@ -80,9 +80,10 @@ def test_prometheus_scrapes_server_and_serve(live_fleet: LiveFleet, tmp_path: Pa
         with run_prometheus(
             tmp_path / "prom", {"edgefleet-server": server, "edgefleet-serve": serve.http}
         ) as prom:
-            up = prom.wait_for('up{job=~"edgefleet-.*"} == 1')
-            assert {r["metric"]["job"] for r in up} >= {"edgefleet-server"}
-            prom.wait_for('count(up{job=~"edgefleet-.*"} == 1) == 2')
+            up = prom.wait_for(
+                'up{job=~"edgefleet-.*"} == 1 and on() count(up{job=~"edgefleet-.*"} == 1) == 2'
+            )
+            assert {r["metric"]["job"] for r in up} == {"edgefleet-server", "edgefleet-serve"}
             devices = prom.wait_for('edgefleet_server_devices{job="edgefleet-server",status="online"}')
             assert float(devices[0]["value"][1]) == 8
             crash = prom.wait_for("edgefleet_server_crash_looping_devices")
