@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import bindparam, update
 
 from edgefleet import __version__
+from edgefleet.server import ui
 from edgefleet.server.api import device, fleet, releases
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.api.observe import FleetCollector, ServerMetrics, TimingAuditMiddleware
@@ -29,6 +30,7 @@ from edgefleet.server.context import ServerContext
 from edgefleet.server.devices import compact_events
 from edgefleet.server.rollout.driver import RolloutDriver
 from edgefleet.server.store.models import Device
+from edgefleet.server.ui.fleet_metrics import FleetHealthCollector
 from edgefleet.telemetry.logs import get_logger
 from edgefleet.telemetry.metrics import new_registry
 
@@ -62,6 +64,7 @@ def create_app(
     registry = new_registry()
     metrics = ServerMetrics(registry)
     registry.register(FleetCollector(ctx))
+    registry.register(FleetHealthCollector(ctx))
     the_driver = driver or RolloutDriver(ctx)
 
     @asynccontextmanager
@@ -105,6 +108,7 @@ def create_app(
     app.include_router(fleet.router)
     app.include_router(releases.router)
     app.include_router(device.router)
+    app.include_router(ui.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics_endpoint() -> Response:
