@@ -30,8 +30,7 @@ RANKS: dict[str, int] = {
     "agent": 6,
     # thin edges
     "serving": 7,
-    "server.api": 7,
-    "server.ui": 7,
+    "server.api": 7,  # with server/ui/, the same HTTP edge of the control plane
     "testing": 8,
     "cli": 9,
     "__main__": 10,
@@ -44,8 +43,8 @@ def _package(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] != "edgefleet" or len(parts) < 2:
         return None
-    if parts[1] == "server" and len(parts) > 2 and f"server.{parts[2]}" in RANKS:
-        return f"server.{parts[2]}"
+    if parts[1] == "server" and len(parts) > 2 and parts[2] in {"api", "ui"}:
+        return "server.api"
     return parts[1]
 
 
