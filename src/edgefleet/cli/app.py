@@ -99,6 +99,9 @@ app.add_typer(rollout_cli.rollout_app, name="rollout")
 app.command("deploy")(deploy_cli.deploy)
 app.command("simulate")(simulate_cli.simulate)
 
+from edgefleet.cli import agent as agent_cli  # noqa: E402
+app.add_typer(agent_cli.agent_app, name="agent")
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `edgefleet` executable."""
