@@ -21,8 +21,12 @@ class _JsonFormatter(logging.Formatter):
     _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-               "msg": record.getMessage()}  # fmt: skip
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         out |= {k: v for k, v in record.__dict__.items() if k not in self._SKIP}
         return json.dumps(out, default=str)
 
@@ -55,6 +59,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _labels(items: list[str]) -> dict[str, str]:
+    from edgefleet.agent.errors import AgentInputError
+
+    labels: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise AgentInputError(f"--label: {item!r} is not key=value", field="label")
+        labels[k] = v
+    return labels
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     args = parser().parse_args(argv)
@@ -64,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "status":
             from edgefleet.agent.local import query_status
 
-            print(json.dumps(query_status(args.status_socket or args.state_dir / "agent.sock"), indent=1))
+            status = query_status(args.status_socket or args.state_dir / "agent.sock")
+            sys.stdout.write(json.dumps(status, indent=1) + "\n")
             return 0
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_JsonFormatter())
@@ -72,26 +89,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edgefleet.agent.agent import Agent
         from edgefleet.agent.config import AgentConfig
 
-        labels: dict[str, str] = {}
-        for item in args.label:
-            k, sep, v = item.partition("=")
-            if not sep or not k:
-                raise EdgefleetError(f"--label: {item!r} is not key=value", code="agent.invalid_input")
-            labels[k] = v
+        labels = _labels(args.label)
         config = AgentConfig(
-            state_dir=args.state_dir.absolute(), server=args.server, join_token=args.join_token, name=args.name,
-            labels=labels, poll_wait_s=args.poll_wait, backoff_max_s=args.backoff_max,
-            report_interval_s=args.report_interval, ready_timeout_s=args.ready_timeout,
-            health_window_s=args.health_window, metrics_port=args.metrics_port, status_socket=args.status_socket,
-            workload_prefix=args.workload_prefix, cgroup_parent=args.cgroup_parent,
-            workload_user=args.workload_user, outbox_capacity=args.outbox_capacity, tuning=not args.no_tuning,
-        )  # fmt: skip
+            state_dir=args.state_dir.absolute(),
+            server=args.server,
+            join_token=args.join_token,
+            name=args.name,
+            labels=labels,
+            poll_wait_s=args.poll_wait,
+            backoff_max_s=args.backoff_max,
+            report_interval_s=args.report_interval,
+            ready_timeout_s=args.ready_timeout,
+            health_window_s=args.health_window,
+            metrics_port=args.metrics_port,
+            status_socket=args.status_socket,
+            workload_prefix=args.workload_prefix,
+            cgroup_parent=args.cgroup_parent,
+            workload_user=args.workload_user,
+            outbox_capacity=args.outbox_capacity,
+            tuning=not args.no_tuning,
+        )
         agent = Agent(config)
         signal.signal(signal.SIGTERM, lambda *_: agent.stop())
         signal.signal(signal.SIGINT, lambda *_: agent.stop())
         agent.run(t_start=t0)
     except EdgefleetError as exc:
-        print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        sys.stderr.write(f"error: {exc.message} [{exc.code}]\n")
         return exc.exit_code
     return 0
 

@@ -25,6 +25,8 @@ import json
 import logging
 import os
 import random
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,10 +50,22 @@ from edgefleet.agent.sdnotify import notify
 from edgefleet.errors import EdgefleetError, VerificationError
 
 if TYPE_CHECKING:
-    from edgefleet.bundle.store import BundleStore, InstalledBundle
     from edgefleet.sandbox.supervisor import Supervisor, Workload
 
 __all__ = ["Agent"]
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_INSTALL = """
+import json, sys
+from pathlib import Path
+from edgefleet.errors import EdgefleetError
+from edgefleet.bundle.store import BundleStore
+try:
+    b = BundleStore(Path(sys.argv[1])).install(Path(sys.argv[2]), expected_sha256=sys.argv[3])
+    print(json.dumps({"sha256": b.sha256}))
+except EdgefleetError as exc:
+    print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
+"""
 
 log = logging.getLogger("edgefleet.agent")
 
@@ -71,7 +85,7 @@ def probe_inventory(timeout: float = 120.0) -> dict[str, Any]:
     providers), which the agent process itself never loads."""
     code = "from edgefleet.probe.inventory import collect; print(collect().model_dump_json())"
     try:
-        out = subprocess.run(  # noqa: S603 - our own interpreter
+        out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=True
         )
         data: dict[str, Any] = json.loads(out.stdout)
@@ -122,7 +136,6 @@ class Agent:
         self.first_poll_s: float | None = None
         self.metrics_port: int | None = None
         self._heartbeat = time.monotonic()
-        self._store: BundleStore | None = None
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -185,12 +198,35 @@ class Agent:
             atomic_write_json(self.dir / "state.json", self.state)
 
     @property
-    def store(self) -> BundleStore:
-        if self._store is None:
-            from edgefleet.bundle.store import BundleStore
+    def bundles(self) -> Path:
+        """The content-addressed store (``edgefleet.bundle.store`` layout: ``<root>/<sha256>/``)."""
+        return self.dir / "bundles"
 
-            self._store = BundleStore(self.dir / "bundles")
-        return self._store
+    def _bundle_dir(self, sha256: str) -> Path:
+        if not _DIGEST.match(sha256):
+            raise AgentVerificationError(f"bundle sha256 {sha256!r} is not a digest", code="agent.bad_digest")
+        return self.bundles / sha256
+
+    def _install(self, tar: Path, sha256: str) -> None:
+        """Verify and unpack ``tar`` into the store with :class:`edgefleet.bundle.store.BundleStore`,
+        in a child process: the bundle library (pydantic) never loads into the long-running agent."""
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", _INSTALL, str(self.bundles), str(tar), sha256],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise AgentUnavailableError(f"bundle install could not run: {exc}") from exc
+        try:
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = {"error": {"code": "agent.install_failed", "message": out.stderr.strip()[-500:]}}
+        if "error" in result:
+            err = result["error"]
+            raise AgentVerificationError(str(err["message"]), code=str(err["code"]))
 
     def _sandbox_names(self) -> set[str]:
         return {w["name"] for w in self.state["workloads"].values()}
@@ -227,15 +263,18 @@ class Agent:
             memory_max=(parse_size(str(mem)) if isinstance(mem, str) else int(mem)) if mem else None,
             pids_max=int(res["pids"]) if res.get("pids") else None,
         )
-        bundle_dir = self.store.path(w["sha256"])
+        bundle_dir = self._bundle_dir(w["sha256"])
         argv = (
             *self.config.serve_command,
             str(bundle_dir / w["model_path"]),
-            "--model-name", w["model_name"],
-            "--http-port", str(w["http_port"]),
-            "--grpc-port", str(w["grpc_port"]),
+            "--model-name",
+            w["model_name"],
+            "--http-port",
+            str(w["http_port"]),
+            "--grpc-port",
+            str(w["grpc_port"]),
             "--no-cache",
-        )  # fmt: skip
+        )
         spec = SandboxSpec(
             w["name"],
             argv,
@@ -244,13 +283,23 @@ class Agent:
         )
         return Workload(
             spec,
-            restart=RestartPolicy("on-failure", initial_s=1.0, max_s=30.0, crash_loop_restarts=3,
-                                  crash_loop_window_s=120.0),
-            readiness=Probe("http", port=w["http_port"], path="/v2/health/ready", period_s=0.5, timeout_s=2.0),
-            liveness=Probe("http", port=w["http_port"], path="/v2/health/live", period_s=5.0, timeout_s=3.0,
-                           initial_delay_s=30.0, failure_threshold=3),
+            restart=RestartPolicy(
+                "on-failure", initial_s=1.0, max_s=30.0, crash_loop_restarts=3, crash_loop_window_s=120.0
+            ),
+            readiness=Probe(
+                "http", port=w["http_port"], path="/v2/health/ready", period_s=0.5, timeout_s=2.0
+            ),
+            liveness=Probe(
+                "http",
+                port=w["http_port"],
+                path="/v2/health/live",
+                period_s=5.0,
+                timeout_s=3.0,
+                initial_delay_s=30.0,
+                failure_threshold=3,
+            ),
             stop_grace_s=5.0,
-        )  # fmt: skip
+        )
 
     def _wait_healthy(self, name: str) -> Health:
         assert self.supervisor is not None  # noqa: S101 - started before any update
@@ -279,11 +328,13 @@ class Agent:
                 if st.restarts > restarts0 or st.state != "running" or st.ready is False:
                     return Health(
                         False,
-                        f"health window: {st.state}, ready={st.ready}, restarts {st.restarts - restarts0} after "
-                        f"{now - ready_at:.1f}s of {self.config.health_window_s:g}s{exit_txt}",
+                        f"health window: {st.state}, ready={st.ready}, "
+                        f"restarts {st.restarts - restarts0} after {now - ready_at:.1f}s "
+                        f"of {self.config.health_window_s:g}s{exit_txt}",
                     )
                 if now - ready_at >= self.config.health_window_s:
                     return Health(True)
+            self._heartbeat = time.monotonic()
             self._halt.wait(0.2)
         return Health(False, "agent stopping")
 
@@ -297,24 +348,29 @@ class Agent:
         }
         self.updates["refused" if kind == "refused" else "rolled_back"] += 1
         self.outbox.put(
-            "update_" + kind, deployment=dep, release=w["release"],
-            version=w["bundle"].get("version"), reason=reason,
-        )  # fmt: skip
+            "update_" + kind,
+            deployment=dep,
+            release=w["release"],
+            version=w["bundle"].get("version"),
+            reason=reason,
+        )
         self._save()
 
     def _update(self, w: dict[str, Any]) -> bool:
         """Bring one deployment to ``w``; False when it must be retried later (server away)."""
-        assert self.client is not None and self.supervisor is not None  # noqa: S101
+        assert self.client is not None  # noqa: S101 - enrolled before any update
+        assert self.supervisor is not None  # noqa: S101
         dep, bundle = w["deployment"], w["bundle"]
         sha = bundle["sha256"]
         self.phase[dep] = "downloading"
         try:
-            if not self.store.has(sha):
+            manifest_path = self._bundle_dir(sha) / "bundle.json"
+            if not manifest_path.is_file():
                 tar = self.dir / "downloads" / f"{sha}.tar"
                 self.client.download(bundle["url"], tar, sha256=sha, size=int(bundle["size"]))
-                self.store.install(tar, expected_sha256=sha)
+                self._install(tar, sha)
                 tar.unlink(missing_ok=True)
-            installed: InstalledBundle = self.store.get(sha)
+            manifest = json.loads(manifest_path.read_bytes())
         except AgentUnavailableError as exc:
             self.phase[dep] = "waiting for the server"
             self.last_error = exc.message
@@ -332,8 +388,8 @@ class Agent:
             "version": bundle.get("version"),
             "bundle_name": bundle.get("name"),
             "sha256": sha,
-            "model_path": installed.manifest.model.path,
-            "model_name": installed.manifest.name,
+            "model_path": str(manifest["model"]["path"]),
+            "model_name": str(manifest["name"]),
             "resources": w.get("resources") or {},
             "name": f"{self.config.workload_prefix}-{dep}-{w['release']}"[:100],
             "http_port": _free_port(),
@@ -366,18 +422,27 @@ class Agent:
             with contextlib.suppress(EdgefleetError):
                 self.supervisor.remove(old["name"])
         self.updates["ok"] += 1
-        self.outbox.put("updated", deployment=dep, release=w["release"], version=bundle.get("version"),
-                        previous=old["version"] if old else None)  # fmt: skip
+        self.outbox.put(
+            "updated",
+            deployment=dep,
+            release=w["release"],
+            version=bundle.get("version"),
+            previous=old["version"] if old else None,
+        )
         log.info("updated", extra={"deployment": dep, "release": w["release"]})
         return True
 
     def _gc_bundles(self) -> None:
         keep = {w["sha256"] for w in self.state["workloads"].values()}
         keep |= {w["sha256"] for w in self.state["previous"].values()}
-        for digest in self.store.digests():
-            if digest not in keep:
-                with contextlib.suppress(EdgefleetError, OSError):
-                    self.store.remove(digest)
+        if not self.bundles.is_dir():
+            return
+        for path in self.bundles.iterdir():
+            if _DIGEST.match(path.name) and path.name not in keep:
+                doomed = self.bundles / f".tmp-gc-{path.name}"
+                with contextlib.suppress(OSError):
+                    path.rename(doomed)  # renamed aside first: never seen half-deleted
+                    shutil.rmtree(doomed)
 
     def _apply_tuning(self, profile: str | None) -> None:
         if not self.config.tuning or profile == self.state.get("tuning"):
@@ -399,7 +464,8 @@ class Agent:
 
     def apply(self, signed: dict[str, Any]) -> bool:
         """Reconcile towards ``signed``; True when every step is done (or failed for good)."""
-        assert self.supervisor is not None and self.identity is not None  # noqa: S101
+        assert self.supervisor is not None  # noqa: S101 - restored before the first poll
+        assert self.identity is not None  # noqa: S101
         if signed.get("device") != self.identity["device_id"]:
             raise AgentVerificationError("desired state is for another device", code="agent.wrong_device")
         revision = int(signed.get("revision", 0))
@@ -409,7 +475,7 @@ class Agent:
                 code="agent.stale_revision",
             )
         expires = signed.get("expires_at")
-        if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) < datetime.now(UTC):
+        if expires and datetime.fromisoformat(expires) < datetime.now(UTC):
             raise AgentVerificationError(f"desired state expired at {expires}", code="agent.expired")
         self.state["desired_revision"] = revision
         desired = {w["deployment"]: w for w in signed.get("workloads", [])}
@@ -452,18 +518,35 @@ class Agent:
                 with contextlib.suppress(EdgefleetError):
                     st = sup.status(w["name"])
             running = st is not None and st.state == "running"
-            out.append({
-                "deployment": dep, "release": w["release"],
-                "status": "running" if running else "failed",
-                "ready": bool(st and st.ready), "crash_loops": 1 if st and st.state == "crash_loop" else 0,
-            })  # fmt: skip
+            out.append(
+                {
+                    "deployment": dep,
+                    "release": w["release"],
+                    "status": "running" if running else "failed",
+                    "ready": bool(st and st.ready),
+                    "crash_loops": 1 if st and st.state == "crash_loop" else 0,
+                }
+            )
         for dep, f in self.state["failed"].items():
-            out.append({"deployment": dep, "release": f["release"],
-                        "status": "rolled_back" if f["kind"] == "rolled_back" else "failed",
-                        "ready": False, "crash_loops": 0, "reason": f["reason"]})  # fmt: skip
+            out.append(
+                {
+                    "deployment": dep,
+                    "release": f["release"],
+                    "status": "rolled_back" if f["kind"] == "rolled_back" else "failed",
+                    "ready": False,
+                    "crash_loops": 0,
+                    "reason": f["reason"],
+                }
+            )
         for dep, phase in self.phase.items():
-            out.append({"deployment": dep, "release": "pending", "status": "downloading"
-                        if phase == "downloading" else "starting", "ready": False})  # fmt: skip
+            out.append(
+                {
+                    "deployment": dep,
+                    "release": "pending",
+                    "status": "downloading" if phase == "downloading" else "starting",
+                    "ready": False,
+                }
+            )
         return {"workloads": out}
 
     def report(self) -> bool:
@@ -479,12 +562,16 @@ class Agent:
             body = {
                 "seq": self.state["seq"],
                 "revision": self.state.get("revision", 0),
-                "state": {"workloads": [{"deployment": d, "release": w["release"], "bundle": w["version"]}
-                                        for d, w in self.state["workloads"].items()],
-                          "tuning_profile": self.state.get("tuning")},
+                "state": {
+                    "workloads": [
+                        {"deployment": d, "release": w["release"], "bundle": w["version"]}
+                        for d, w in self.state["workloads"].items()
+                    ],
+                    "tuning_profile": self.state.get("tuning"),
+                },
                 "health": self.health(),
                 "events": events,
-            }  # fmt: skip
+            }
         try:
             self.client.report(body)
         except AgentUnavailableError as exc:
@@ -523,13 +610,25 @@ class Agent:
     def status(self) -> dict[str, Any]:
         wl: list[dict[str, Any]] = []
         for dep, w in self.state["workloads"].items():
-            item: dict[str, Any] = {"deployment": dep, "release": w["release"], "version": w["version"],
-                                    "sandbox": w["name"], "http_port": w["http_port"], "grpc_port": w["grpc_port"]}  # fmt: skip
+            item: dict[str, Any] = {
+                "deployment": dep,
+                "release": w["release"],
+                "version": w["version"],
+                "sandbox": w["name"],
+                "http_port": w["http_port"],
+                "grpc_port": w["grpc_port"],
+            }
             if self.supervisor is not None:
                 with contextlib.suppress(EdgefleetError):
                     st = self.supervisor.status(w["name"])
-                    item |= {"state": st.state, "ready": st.ready, "restarts": st.restarts, "pid": st.pid,
-                             "adopted": st.adopted, "last_error": st.last_error}  # fmt: skip
+                    item |= {
+                        "state": st.state,
+                        "ready": st.ready,
+                        "restarts": st.restarts,
+                        "pid": st.pid,
+                        "adopted": st.adopted,
+                        "last_error": st.last_error,
+                    }
             wl.append(item)
         ident = self.identity or {}
         return {
@@ -555,9 +654,9 @@ class Agent:
             "pid": os.getpid(),
             "heavy_modules": sorted(
                 m
-                for m in ("numpy", "onnxruntime", "sqlalchemy", "fastapi", "httpx", "typer", "rich")
+                for m in ("numpy", "onnxruntime", "pydantic", "sqlalchemy", "fastapi", "httpx", "typer", "rich")
                 if m in sys.modules
-            ),  # fmt: skip
+            ),
         }
 
     # -- main loop -----------------------------------------------------------------------------
@@ -566,37 +665,63 @@ class Agent:
         self._halt.set()
         self._report_now.set()
 
-    def run(self, *, t_start: float | None = None) -> None:
-        """Enroll (or load the identity), restore the last good state, then follow the server."""
+    def _start_threads(self) -> None:
         from edgefleet.agent.local import serve_metrics, serve_status
 
-        t_start = time.monotonic() if t_start is None else t_start
-        if self.config.tuning:
-            from edgefleet.tuning import recover
+        targets: list[tuple[str, Any, tuple[Any, ...]]] = [
+            ("agent-status", serve_status, (self, self.config.socket_path, self._halt)),
+            ("agent-report", self._reporter, ()),
+        ]
+        if self.config.metrics_port >= 0:
+            targets.append(("agent-metrics", serve_metrics, (self, self.config.metrics_port, self._halt)))
+        for name, target, args in targets:
+            threading.Thread(target=target, args=args, name=name, daemon=True).start()
 
-            try:
-                recover(self.dir / "tune")
-            except EdgefleetError as exc:
-                log.warning("tuning recovery failed", extra={"reason": exc.message})
-        enrolled = False
+    def _recover_tuning(self) -> None:
+        if not self.config.tuning or not (self.dir / "tune" / "journal.json").exists():
+            return  # nothing was ever applied: the tuning library need not load
+        from edgefleet.tuning import recover
+
+        try:
+            recover(self.dir / "tune")
+        except EdgefleetError as exc:
+            log.warning("tuning recovery failed", extra={"reason": exc.message})
+
+    def _poll_once(
+        self, etag: str | None, retry: bool, server_key: bytes, t_start: float
+    ) -> tuple[str | None, bool]:
+        """One long-poll and, on a new document, one reconcile: ``(etag to send next, retry soon)``."""
+        if self.client is None:
+            raise AgentUnavailableError("no server client")
+        wait = 0.0 if (self.polls == 0 or retry) else self.config.poll_wait_s
+        status, new_etag, envelope = self.client.desired_state(etag, wait)
+        self.polls += 1
+        if self.first_poll_s is None:
+            self.first_poll_s = time.monotonic() - t_start
+        if self.reachable is not True:
+            self._set_reachable(True)
+            self._report_now.set()
+        self.last_contact = time.time()
+        if status != 200 or envelope is None:
+            return etag, False
+        signed = verify_document(envelope, server_key)
+        atomic_write_json(self.dir / "desired.json", envelope)
+        retry = not self.apply(signed)
+        return (None if retry else new_etag), retry
+
+    def run(self, *, t_start: float | None = None) -> None:
+        """Enroll (or load the identity), restore the last good state, then follow the server."""
+        t_start = time.monotonic() if t_start is None else t_start
+        self._recover_tuning()
         try:
             self.enroll()
-            enrolled = True
         except AgentUnavailableError as exc:
             if self.identity is None:
                 raise
             self._set_reachable(False, exc.message)
         self._restore()
-        threads = [threading.Thread(target=serve_status, args=(self, self.config.socket_path, self._halt),
-                                    name="agent-status", daemon=True),
-                   threading.Thread(target=self._reporter, name="agent-report", daemon=True)]  # fmt: skip
-        if self.config.metrics_port >= 0:
-            threads.append(threading.Thread(target=serve_metrics, args=(self, self.config.metrics_port, self._halt),
-                                            name="agent-metrics", daemon=True))  # fmt: skip
-        for t in threads:
-            t.start()
+        self._start_threads()
         notify("READY=1")
-        assert enrolled or self.identity is not None  # noqa: S101
         etag: str | None = None
         delay = self.config.backoff_initial_s
         retry = False
@@ -604,35 +729,20 @@ class Agent:
         try:
             while not self._halt.is_set():
                 self._heartbeat = time.monotonic()
-                wait = 0.0 if (self.polls == 0 or retry) else self.config.poll_wait_s
                 try:
-                    assert self.client is not None  # noqa: S101
-                    status, new_etag, envelope = self.client.desired_state(etag, wait)
-                    self.polls += 1
-                    if self.first_poll_s is None:
-                        self.first_poll_s = time.monotonic() - t_start
-                    if self.reachable is not True:
-                        self._set_reachable(True)
-                        self._report_now.set()
-                    self.last_contact = time.time()
+                    etag, retry = self._poll_once(etag, retry, server_key, t_start)
                     delay = self.config.backoff_initial_s
-                    if status == 200 and envelope is not None:
-                        signed = verify_document(envelope, server_key)
-                        atomic_write_json(self.dir / "desired.json", envelope)
-                        retry = not self.apply(signed)
-                        etag = None if retry else new_etag
-                        if retry:
-                            self._sleep(min(delay, 5.0))
+                    if retry:
+                        self._sleep(min(delay, 5.0))
+                    continue
                 except AgentUnavailableError as exc:
                     self._set_reachable(False, exc.message)
-                    self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
-                    delay = min(delay * 2, self.config.backoff_max_s)
-                except (AgentVerificationError, EdgefleetError) as exc:
+                except EdgefleetError as exc:
                     self.last_error = f"{exc.message} [{exc.code}]"
                     log.warning("poll failed", extra={"reason": self.last_error})
                     self.outbox.put("poll_refused", reason=self.last_error)
-                    self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311
-                    delay = min(delay * 2, self.config.backoff_max_s)
+                self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, self.config.backoff_max_s)
         finally:
             notify("STOPPING=1")
             self._halt.set()

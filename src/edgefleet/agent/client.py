@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgefleet.agent.errors import AgentVerificationError, AgentUnavailableError
+from edgefleet.agent.errors import AgentUnavailableError, AgentVerificationError
 from edgefleet.agent.protocol import sign_request
 from edgefleet.errors import EdgefleetError, PermissionDeniedError
 
@@ -150,15 +150,17 @@ class DeviceClient:
             if digest.hexdigest() != sha256:
                 part.unlink()
                 raise AgentVerificationError(
-                    f"bundle blob: sha256 {digest.hexdigest()} differs from the signed desired state's {sha256}",
+                    f"bundle blob: sha256 {digest.hexdigest()} differs from {sha256} "
+                    "in the signed desired state",
                     code="agent.hash_mismatch",
                     expected=sha256,
                     actual=digest.hexdigest(),
                 )
-            os.replace(part, dest)
+            part.replace(dest)
             return dest
         raise AgentVerificationError(
-            f"bundle blob: {part.stat().st_size if part.exists() else 0} bytes, the desired state says {size}",
+            f"bundle blob: {part.stat().st_size if part.exists() else 0} bytes; "
+            f"the signed desired state says {size}",
             code="agent.size_mismatch",
         )
 

@@ -72,19 +72,23 @@ def metrics_text(agent: Agent) -> str:
     """The Prometheus text exposition of the agent, the device and its workloads."""
     st = agent.status()
     out = [
-        "# TYPE edgefleet_agent_up gauge", _line("edgefleet_agent_up", 1),
+        "# TYPE edgefleet_agent_up gauge",
+        _line("edgefleet_agent_up", 1),
         "# TYPE edgefleet_agent_server_reachable gauge",
         _line("edgefleet_agent_server_reachable", 1 if st["server_reachable"] else 0),
         "# TYPE edgefleet_agent_revision gauge",
         _line("edgefleet_agent_revision", st["desired_revision"], kind="desired"),
         _line("edgefleet_agent_revision", st["reached_revision"], kind="reached"),
-        "# TYPE edgefleet_agent_polls_total counter", _line("edgefleet_agent_polls_total", st["polls"]),
-        "# TYPE edgefleet_agent_reports_total counter", _line("edgefleet_agent_reports_total", st["reports"]),
-        "# TYPE edgefleet_agent_outbox_events gauge", _line("edgefleet_agent_outbox_events", st["outbox"]["queued"]),
+        "# TYPE edgefleet_agent_polls_total counter",
+        _line("edgefleet_agent_polls_total", st["polls"]),
+        "# TYPE edgefleet_agent_reports_total counter",
+        _line("edgefleet_agent_reports_total", st["reports"]),
+        "# TYPE edgefleet_agent_outbox_events gauge",
+        _line("edgefleet_agent_outbox_events", st["outbox"]["queued"]),
         "# TYPE edgefleet_agent_outbox_dropped_total counter",
         _line("edgefleet_agent_outbox_dropped_total", st["outbox"]["dropped"]),
         "# TYPE edgefleet_agent_updates_total counter",
-    ]  # fmt: skip
+    ]
     out += [_line("edgefleet_agent_updates_total", n, result=k) for k, n in st["updates"].items()]
     with contextlib.suppress(OSError):
         rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -97,9 +101,11 @@ def metrics_text(agent: Agent) -> str:
             ln.split(":")[0]: int(ln.split()[1]) * 1024
             for ln in Path("/proc/meminfo").read_text().splitlines()
         }
-        out += ["# TYPE edgefleet_device_memory_bytes gauge",
-                _line("edgefleet_device_memory_bytes", mem["MemTotal"], kind="total"),
-                _line("edgefleet_device_memory_bytes", mem["MemAvailable"], kind="available")]  # fmt: skip
+        out += [
+            "# TYPE edgefleet_device_memory_bytes gauge",
+            _line("edgefleet_device_memory_bytes", mem["MemTotal"], kind="total"),
+            _line("edgefleet_device_memory_bytes", mem["MemAvailable"], kind="available"),
+        ]
     temps = sorted(Path("/sys/class/thermal").glob("thermal_zone*/temp"))
     if temps:
         out.append("# TYPE edgefleet_device_temperature_celsius gauge")
@@ -110,9 +116,14 @@ def metrics_text(agent: Agent) -> str:
                         "edgefleet_device_temperature_celsius", int(t.read_text()) / 1000, zone=t.parent.name
                     )
                 )
-    out += ["# TYPE edgefleet_workload_up gauge", "# TYPE edgefleet_workload_ready gauge",
-            "# TYPE edgefleet_workload_restarts_total counter", "# TYPE edgefleet_workload_ooms_total counter",
-            "# TYPE edgefleet_workload_cpu_seconds_total counter", "# TYPE edgefleet_workload_memory_bytes gauge"]  # fmt: skip
+    out += [
+        "# TYPE edgefleet_workload_up gauge",
+        "# TYPE edgefleet_workload_ready gauge",
+        "# TYPE edgefleet_workload_restarts_total counter",
+        "# TYPE edgefleet_workload_ooms_total counter",
+        "# TYPE edgefleet_workload_cpu_seconds_total counter",
+        "# TYPE edgefleet_workload_memory_bytes gauge",
+    ]
     sup = agent.supervisor
     for w in st["workloads"]:
         lab = {"deployment": w["deployment"], "version": w["version"]}
@@ -126,8 +137,10 @@ def metrics_text(agent: Agent) -> str:
                 out.append(_line("edgefleet_workload_ooms_total", ooms, **lab))
                 u = ws.usage
                 if u is not None:
-                    for attr, metric in (("cpu_time_s", "edgefleet_workload_cpu_seconds_total"),
-                                         ("memory_current", "edgefleet_workload_memory_bytes")):  # fmt: skip
+                    for attr, metric in (
+                        ("cpu_time_s", "edgefleet_workload_cpu_seconds_total"),
+                        ("memory_current", "edgefleet_workload_memory_bytes"),
+                    ):
                         val = getattr(u, attr, None)
                         if val is not None:
                             out.append(_line(metric, float(val), **lab))
@@ -136,7 +149,7 @@ def metrics_text(agent: Agent) -> str:
 
 def serve_metrics(agent: Agent, port: int, halt: threading.Event) -> None:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             if self.path.split("?")[0] != "/metrics":
                 self.send_error(404)
                 return
@@ -147,12 +160,17 @@ def serve_metrics(agent: Agent, port: int, halt: threading.Event) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ARG002 - the stdlib's signature
             return
 
     srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     srv.daemon_threads = True
     agent.metrics_port = int(srv.server_address[1])
-    threading.Thread(target=lambda: (halt.wait(), srv.shutdown()), daemon=True).start()
+
+    def _stopper() -> None:
+        halt.wait()
+        srv.shutdown()
+
+    threading.Thread(target=_stopper, daemon=True).start()
     with srv:
         srv.serve_forever(poll_interval=0.5)

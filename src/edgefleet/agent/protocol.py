@@ -2,7 +2,8 @@
 
 Signed requests (docs/server.md, "Signed requests")::
 
-    "edgefleet-device-v1\\n" METHOD "\\n" path[?query] "\\n" hex(sha256(body)) "\\n" ts "\\n" nonce "\\n" device
+    "edgefleet-device-v1\\n" METHOD "\\n" path[?query] "\\n" hex(sha256(body)) "\\n"
+    ts "\\n" nonce "\\n" device
 
 and signed documents (canonical JSON: sorted keys, no whitespace, UTF-8) verified against the
 server's ed25519 key received at enrollment. The unit tests check these byte for byte against

@@ -16,8 +16,11 @@ import typer
 
 __all__ = ["agent_app"]
 
-agent_app = typer.Typer(name="agent", help="The device agent: enroll, follow the desired state, run workloads.",
-                        no_args_is_help=True)  # fmt: skip
+agent_app = typer.Typer(
+    name="agent",
+    help="The device agent: enroll, follow the desired state, run workloads.",
+    no_args_is_help=True,
+)
 
 _PASS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -59,7 +62,8 @@ def status(
     for w in st["workloads"]:
         typer.echo(
             f"workload {w['deployment']} {w['version']} ({w['release']}): {w.get('state', '?')}, "
-            f"ready={w.get('ready')}, restarts={w.get('restarts', 0)}, http :{w['http_port']}, grpc :{w['grpc_port']}"
+            f"ready={w.get('ready')}, restarts={w.get('restarts', 0)}, "
+            f"http :{w['http_port']}, grpc :{w['grpc_port']}"
         )
     for dep, f in st["failed"].items():
         typer.echo(f"failed   {dep} {f['release']}: {f['kind']}: {f['reason']}")

@@ -80,7 +80,17 @@ class Server:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.p = subprocess.Popen(
-                [PY, "-m", "edgefleet", "server", "run", "--port", str(self.port), "--data-dir", str(self.data)],
+                [
+                    PY,
+                    "-m",
+                    "edgefleet",
+                    "server",
+                    "run",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -113,8 +123,13 @@ class Fleet:
         self.tmp = tmp
         data = tmp / "server"
         data.mkdir()
-        r = subprocess.run([PY, "-m", "edgefleet", "server", "migrate", "--data-dir", str(data)],
-                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        r = subprocess.run(
+            [PY, "-m", "edgefleet", "server", "migrate", "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert r.returncode == 0, r.stderr
         self.server = Server(data)
         self.server.start()
@@ -123,8 +138,11 @@ class Fleet:
         self.token = token.group(1)
 
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.server.url + "/api/v1/projects/default",
-                            headers={"Authorization": f"Bearer {self.token}"}, timeout=30)  # fmt: skip
+        return httpx.Client(
+            base_url=self.server.url + "/api/v1/projects/default",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
 
     def join_token(self) -> str:
         with self.api() as api:
@@ -138,8 +156,12 @@ class Fleet:
             assert r.status_code == 201, r.text
 
     def deploy(self, name: str, version: str, **extra: Any) -> None:
-        body = {"name": name, "bundle": {"name": name, "version": version}, "selector": "",
-                "strategy": {"waves": [{"percent": 100}], "bake_seconds": 0}} | extra  # fmt: skip
+        body = {
+            "name": name,
+            "bundle": {"name": name, "version": version},
+            "selector": "",
+            "strategy": {"waves": [{"percent": 100}], "bake_seconds": 0},
+        } | extra
         end = time.monotonic() + 60
         with self.api() as api:
             while True:  # the previous rollout completes within a driver pass or two
@@ -166,10 +188,34 @@ class AgentProc:
         self.log = state.parent / f"{state.name}.log"
 
     def start(self, *extra: str) -> None:
-        args = [PY, "-m", "edgefleet.agent", "run", "--state-dir", str(self.state), "--server",
-                self.fleet.server.url, "--poll-wait", "2", "--backoff-max", "2", "--report-interval", "1",
-                "--ready-timeout", "60", "--health-window", "2", "--workload-prefix", self.prefix,
-                "--cgroup-parent", self.prefix, "--workload-user", "0", "--no-tuning", *extra]  # fmt: skip
+        args = [
+            PY,
+            "-m",
+            "edgefleet.agent",
+            "run",
+            "--state-dir",
+            str(self.state),
+            "--server",
+            self.fleet.server.url,
+            "--poll-wait",
+            "2",
+            "--backoff-max",
+            "2",
+            "--report-interval",
+            "1",
+            "--ready-timeout",
+            "60",
+            "--health-window",
+            "2",
+            "--workload-prefix",
+            self.prefix,
+            "--cgroup-parent",
+            self.prefix,
+            "--workload-user",
+            "0",
+            "--no-tuning",
+            *extra,
+        ]
         if self.join:
             args += ["--join-token", self.join]
         with self.log.open("ab") as out:
@@ -193,7 +239,9 @@ class AgentProc:
             except Exception:  # noqa: BLE001, S110 - not listening yet
                 pass
             time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}: {json.dumps(last)[:2000]}\n{self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"timed out waiting for {what}: {json.dumps(last)[:2000]}\n{self.log.read_text()[-3000:]}"
+        )
 
     def kill(self) -> None:
         if self.p is not None and self.p.poll() is None:

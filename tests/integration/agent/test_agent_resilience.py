@@ -68,7 +68,9 @@ def test_agent_sigkill_mid_update_leaves_old_or_new_serving(
     if kill_when == "switched":
         a.wait(lambda s: (workload_of(s, "det") or {}).get("version") == "2.0.0", 90, "switch")
     else:
-        a.wait(lambda s: s["in_progress"].get("det") == kill_when or serving(s, "det", "2.0.0"), 90, kill_when)
+        a.wait(
+            lambda s: s["in_progress"].get("det") == kill_when or serving(s, "det", "2.0.0"), 90, kill_when
+        )
     a.kill()
     a.join = None
     a.start()
