@@ -187,11 +187,12 @@ class AgentProc:
         self.p: subprocess.Popen[bytes] | None = None
         self.log = state.parent / f"{state.name}.log"
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, cli: bool = False) -> None:
+        entry = ["edgefleet", "agent"] if cli else ["edgefleet.agent"]  # the CLI execs the module
         args = [
             PY,
             "-m",
-            "edgefleet.agent",
+            *entry,
             "run",
             "--state-dir",
             str(self.state),

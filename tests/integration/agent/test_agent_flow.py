@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,15 @@ def test_agent_enroll_deploy_update_rollback(tmp_path: Path, fleet: Fleet, agent
     assert 'edgefleet_workload_ready{deployment="det",version="2.0.0"} 1' in m
     assert (a.state / "identity.json").exists()
     assert a.status()["heavy_modules"] == []  # still none after three updates
+    r = subprocess.run(
+        [sys.executable, "-m", "edgefleet", "agent", "status", "--state-dir", str(a.state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"device   {dev}" in r.stdout
+    assert "reachable" in r.stdout
+    assert "workload det 2.0.0" in r.stdout
+    assert "failed   det" in r.stdout

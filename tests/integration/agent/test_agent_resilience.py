@@ -41,7 +41,7 @@ def test_agent_offline_keeps_serving_restarts_from_disk_and_delivers_later(
         sup.remove(w.name, grace_s=2.0)
     sup.close()
     a.join = None  # later starts need no token
-    a.start()
+    a.start(cli=True)
     st = a.wait(lambda s: serving(s, "det", "1.0.0"), 90, "1.0.0 back from disk, offline")
     assert st["server_reachable"] is not True
     assert infer(workload_of(st, "det")["http_port"]) == [2.0] * 4
