@@ -654,7 +654,16 @@ class Agent:
             "pid": os.getpid(),
             "heavy_modules": sorted(
                 m
-                for m in ("numpy", "onnxruntime", "pydantic", "sqlalchemy", "fastapi", "httpx", "typer", "rich")
+                for m in (
+                    "numpy",
+                    "onnxruntime",
+                    "pydantic",
+                    "sqlalchemy",
+                    "fastapi",
+                    "httpx",
+                    "typer",
+                    "rich",
+                )
                 if m in sys.modules
             ),
         }
