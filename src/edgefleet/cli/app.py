@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgefleet import __version__
+from edgefleet.cli import agent as agent_cli
 from edgefleet.cli import bench as bench_cli
 from edgefleet.cli import bundle as bundle_cli
 from edgefleet.cli import deploy as deploy_cli
@@ -100,6 +101,8 @@ app.add_typer(device_cli.device_app, name="device")
 app.add_typer(rollout_cli.rollout_app, name="rollout")
 app.command("deploy")(deploy_cli.deploy)
 app.command("simulate")(simulate_cli.simulate)
+
+app.add_typer(agent_cli.agent_app, name="agent")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

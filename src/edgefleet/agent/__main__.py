@@ -1,0 +1,123 @@
+"""``python -m edgefleet.agent``: the agent process itself, without the CLI framework (small RSS).
+
+``edgefleet agent run`` execs this, so the long-running process never holds typer or rich.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class _JsonFormatter(logging.Formatter):
+    _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out |= {k: v for k, v in record.__dict__.items() if k not in self._SKIP}
+        return json.dumps(out, default=str)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgefleet agent")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--state-dir", type=Path, required=True)
+    run.add_argument("--server")
+    run.add_argument("--join-token")
+    run.add_argument("--name")
+    run.add_argument("--label", action="append", default=[])
+    run.add_argument("--poll-wait", type=float, default=30.0)
+    run.add_argument("--backoff-max", type=float, default=60.0)
+    run.add_argument("--report-interval", type=float, default=10.0)
+    run.add_argument("--ready-timeout", type=float, default=120.0)
+    run.add_argument("--health-window", type=float, default=5.0)
+    run.add_argument("--metrics-port", type=int, default=-1)
+    run.add_argument("--status-socket", type=Path)
+    run.add_argument("--workload-prefix", default="ef")
+    run.add_argument("--cgroup-parent", default="edgefleet")
+    run.add_argument("--workload-user", default="nobody")
+    run.add_argument("--outbox-capacity", type=int, default=1000)
+    run.add_argument("--no-tuning", action="store_true")
+    run.add_argument("--log-level", default="info")
+    st = sub.add_parser("status")
+    st.add_argument("--state-dir", type=Path, required=True)
+    st.add_argument("--status-socket", type=Path)
+    return p
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    from edgefleet.agent.errors import AgentInputError
+
+    labels: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise AgentInputError(f"--label: {item!r} is not key=value", field="label")
+        labels[k] = v
+    return labels
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    t0 = time.monotonic()
+    args = parser().parse_args(argv)
+    from edgefleet.errors import EdgefleetError
+
+    try:
+        if args.cmd == "status":
+            from edgefleet.agent.local import query_status
+
+            status = query_status(args.status_socket or args.state_dir / "agent.sock")
+            sys.stdout.write(json.dumps(status, indent=1) + "\n")
+            return 0
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JsonFormatter())
+        logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+        from edgefleet.agent.agent import Agent
+        from edgefleet.agent.config import AgentConfig
+
+        labels = _labels(args.label)
+        config = AgentConfig(
+            state_dir=args.state_dir.absolute(),
+            server=args.server,
+            join_token=args.join_token,
+            name=args.name,
+            labels=labels,
+            poll_wait_s=args.poll_wait,
+            backoff_max_s=args.backoff_max,
+            report_interval_s=args.report_interval,
+            ready_timeout_s=args.ready_timeout,
+            health_window_s=args.health_window,
+            metrics_port=args.metrics_port,
+            status_socket=args.status_socket,
+            workload_prefix=args.workload_prefix,
+            cgroup_parent=args.cgroup_parent,
+            workload_user=args.workload_user,
+            outbox_capacity=args.outbox_capacity,
+            tuning=not args.no_tuning,
+        )
+        agent = Agent(config)
+        signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+        signal.signal(signal.SIGINT, lambda *_: agent.stop())
+        agent.run(t_start=t0)
+    except EdgefleetError as exc:
+        sys.stderr.write(f"error: {exc.message} [{exc.code}]\n")
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

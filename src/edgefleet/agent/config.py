@@ -1,0 +1,37 @@
+"""What the agent takes from its command line (every path and timing a parameter, for tests)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["AgentConfig"]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    state_dir: Path
+    server: str | None = None
+    join_token: str | None = None
+    name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    poll_wait_s: float = 30.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    report_interval_s: float = 10.0
+    ready_timeout_s: float = 120.0
+    health_window_s: float = 5.0
+    metrics_port: int = -1  # -1: off, 0: a free port (written to the status)
+    status_socket: Path | None = None  # default <state>/agent.sock
+    workload_prefix: str = "ef"
+    cgroup_parent: str = "edgefleet"
+    workload_user: str = "nobody"
+    serve_command: tuple[str, ...] = (sys.executable, "-m", "edgefleet", "serve")
+    keep_bundles: int = 2
+    outbox_capacity: int = 1000
+    tuning: bool = True
+
+    @property
+    def socket_path(self) -> Path:
+        return self.status_socket or self.state_dir / "agent.sock"

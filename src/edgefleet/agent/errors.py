@@ -1,0 +1,19 @@
+"""Errors of the device agent, codes namespaced ``agent.*``."""
+
+from __future__ import annotations
+
+from edgefleet.errors import InvalidInputError, UnavailableError, VerificationError
+
+__all__ = ["AgentInputError", "AgentUnavailableError", "AgentVerificationError"]
+
+
+class AgentInputError(InvalidInputError):
+    default_code = "agent.invalid_input"
+
+
+class AgentUnavailableError(UnavailableError):
+    default_code = "agent.server_unreachable"
+
+
+class AgentVerificationError(VerificationError):
+    default_code = "agent.verification_failed"
