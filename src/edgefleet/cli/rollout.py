@@ -82,97 +82,39 @@ def _action(
     _render(cli_context(ctx), ro)
 
 
-@rollout_app.command("pause")
-def pause(
-    ctx: typer.Context,
-    *,
-    target: Target,
-    reason: Reason = None,
-    server: ServerOpt = DEFAULT_SERVER,
-    token: TokenOpt = None,
-    project: ProjectOpt = "default",
-    ca_cert: CaCertOpt = None,
-) -> None:
-    """Stop starting new waves (devices keep what they have)."""
-    _action(
-        ctx,
-        action="pause",
-        target=target,
-        reason=reason,
-        server=server,
-        token=token,
-        project=project,
-        ca_cert=ca_cert,
-    )
+def _register_action(action: str, doc: str) -> None:
+    """One command per rollout action: the same options, one verb each."""
+
+    def command(
+        ctx: typer.Context,
+        *,
+        target: Target,
+        reason: Reason = None,
+        server: ServerOpt = DEFAULT_SERVER,
+        token: TokenOpt = None,
+        project: ProjectOpt = "default",
+        ca_cert: CaCertOpt = None,
+    ) -> None:
+        _action(
+            ctx,
+            action=action,
+            target=target,
+            reason=reason,
+            server=server,
+            token=token,
+            project=project,
+            ca_cert=ca_cert,
+        )
+
+    command.__doc__ = doc
+    command.__name__ = action
+    rollout_app.command(action)(command)
 
 
-@rollout_app.command("resume")
-def resume(
-    ctx: typer.Context,
-    *,
-    target: Target,
-    reason: Reason = None,
-    server: ServerOpt = DEFAULT_SERVER,
-    token: TokenOpt = None,
-    project: ProjectOpt = "default",
-    ca_cert: CaCertOpt = None,
-) -> None:
-    """Continue a paused rollout from its current wave."""
-    _action(
-        ctx,
-        action="resume",
-        target=target,
-        reason=reason,
-        server=server,
-        token=token,
-        project=project,
-        ca_cert=ca_cert,
-    )
-
-
-@rollout_app.command("approve")
-def approve(
-    ctx: typer.Context,
-    *,
-    target: Target,
-    reason: Reason = None,
-    server: ServerOpt = DEFAULT_SERVER,
-    token: TokenOpt = None,
-    project: ProjectOpt = "default",
-    ca_cert: CaCertOpt = None,
-) -> None:
-    """Start the next wave of a rollout waiting for approval."""
-    _action(
-        ctx,
-        action="approve",
-        target=target,
-        reason=reason,
-        server=server,
-        token=token,
-        project=project,
-        ca_cert=ca_cert,
-    )
-
-
-@rollout_app.command("abort")
-def abort(
-    ctx: typer.Context,
-    *,
-    target: Target,
-    reason: Reason = None,
-    server: ServerOpt = DEFAULT_SERVER,
-    token: TokenOpt = None,
-    project: ProjectOpt = "default",
-    ca_cert: CaCertOpt = None,
-) -> None:
-    """Abort and roll every updated device back to the previous release."""
-    _action(
-        ctx,
-        action="abort",
-        target=target,
-        reason=reason,
-        server=server,
-        token=token,
-        project=project,
-        ca_cert=ca_cert,
-    )
+for _verb, _doc in (
+    ("pause", "Stop starting new waves (devices keep what they have)."),
+    ("resume", "Continue a paused rollout from its current wave."),
+    ("approve", "Start the next wave of a rollout waiting for approval."),
+    ("abort", "Abort and roll every updated device back to the previous release."),
+):
+    _register_action(_verb, _doc)
