@@ -279,7 +279,11 @@ class Agent:
             w["name"],
             argv,
             limits,
-            Isolation(user=resolve_user(self.config.workload_user), ro=(bundle_dir,), network="host"),
+            Isolation(
+                user=resolve_user(self.config.workload_user),
+                ro=(bundle_dir, *_own_installation()),
+                network="host",
+            ),
         )
         return Workload(
             spec,
@@ -760,3 +764,16 @@ class Agent:
                 self.supervisor.close(stop_workloads=False)
             with contextlib.suppress(OSError):
                 self.config.socket_path.unlink()
+
+
+def _own_installation() -> tuple[Path, ...]:
+    """Where this Python and edgefleet live, when the sandbox's private /tmp would hide them.
+
+    The workload runs this installation's ``edgefleet serve``; an installation under /tmp (a
+    virtualenv in a checkout there, say) must be bound back into the sandbox, read-only.
+    """
+    import edgefleet
+
+    tmp = Path("/tmp")  # noqa: S108 - the path the sandbox mounts its own tmpfs over
+    candidates = {Path(sys.prefix), Path(edgefleet.__file__).resolve().parent.parent}
+    return tuple(sorted(p for p in candidates if p.is_relative_to(tmp) and p.is_dir()))
