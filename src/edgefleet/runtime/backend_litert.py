@@ -26,7 +26,13 @@ from edgefleet.probe.cpu_budget import CpuBudget
 from edgefleet.runtime.datatypes import from_numpy
 from edgefleet.runtime.errors import DelegateError, InferInputError, InferRunError, ModelLoadError
 from edgefleet.runtime.providers import ProviderChoice
-from edgefleet.runtime.session import SessionConfig, TensorSpec, check_feeds, file_sha256, sample_inputs
+from edgefleet.runtime.session import (
+    SessionConfig,
+    TensorSpec,
+    check_feeds,
+    model_sha256,
+    sample_inputs,
+)
 
 __all__ = [
     "BACKEND",
@@ -200,12 +206,7 @@ class LiteRtBackend:
     ) -> LiteRtSession:
         del proc
         started = time.perf_counter()
-        try:
-            sha = file_sha256(path)
-        except OSError as exc:
-            raise ModelLoadError(
-                f"cannot read model file {path}: {exc.strerror or exc}", path=str(path)
-            ) from exc
+        sha = model_sha256(path)
         budget = budget_reader()
         threads = config.intra_op_threads or budget.threads
         delegates, names, notes = self._delegates(config)

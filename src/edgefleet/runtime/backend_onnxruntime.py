@@ -40,7 +40,7 @@ from edgefleet.runtime.session import (
     SessionConfig,
     TensorSpec,
     check_feeds,
-    file_sha256,
+    model_sha256,
     sample_inputs,
     spinning_for,
 )
@@ -143,12 +143,7 @@ class ModelSession:
             config = _replace(config, providers=names)
         if threads is not None:
             config = _replace(config, intra_op_threads=threads)
-        try:
-            sha = file_sha256(path)
-        except OSError as exc:
-            raise ModelLoadError(
-                f"cannot read model file {path}: {exc.strerror or exc}", path=str(path)
-            ) from exc
+        sha = model_sha256(path)
         budget = budget_reader()
         n_threads = config.intra_op_threads or budget.threads
         config = _replace(config, allow_spinning=spinning_for(config, budget))

@@ -23,7 +23,13 @@ from edgefleet.probe.cpu_budget import CpuBudget
 from edgefleet.runtime.datatypes import from_numpy
 from edgefleet.runtime.errors import BackendError, InferInputError, InferRunError, ModelLoadError
 from edgefleet.runtime.providers import ProviderChoice
-from edgefleet.runtime.session import SessionConfig, TensorSpec, check_feeds, file_sha256, sample_inputs
+from edgefleet.runtime.session import (
+    SessionConfig,
+    TensorSpec,
+    check_feeds,
+    model_sha256,
+    sample_inputs,
+)
 
 __all__ = ["BACKEND", "OpenVinoBackend", "OpenVinoSession"]
 
@@ -128,12 +134,7 @@ class OpenVinoBackend:
     ) -> OpenVinoSession:
         del proc
         started = time.perf_counter()
-        try:
-            sha = file_sha256(path)
-        except OSError as exc:
-            raise ModelLoadError(
-                f"cannot read model file {path}: {exc.strerror or exc}", path=str(path)
-            ) from exc
+        sha = model_sha256(path)
         budget = budget_reader()
         threads = config.intra_op_threads or budget.threads
         core = self._core_factory()

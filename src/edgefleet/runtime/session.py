@@ -18,7 +18,7 @@ import numpy as np
 
 from edgefleet.probe.cpu_budget import CpuBudget
 from edgefleet.runtime.datatypes import from_numpy, to_numpy
-from edgefleet.runtime.errors import InferInputError
+from edgefleet.runtime.errors import InferInputError, ModelLoadError
 
 __all__ = [
     "OptLevel",
@@ -85,6 +85,14 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def model_sha256(path: Path) -> str:
+    """The sha256 of a model file; an unreadable file is a :class:`ModelLoadError` naming it."""
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc.strerror or exc}", path=str(path)) from exc
 
 
 def sample_inputs(specs: Sequence[TensorSpec], batch: int = 1) -> dict[str, np.ndarray]:
