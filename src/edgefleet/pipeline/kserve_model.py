@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +17,11 @@ __all__ = ["KServeModel"]
 
 
 class KServeModel:
-    """Calls ``model_name`` at ``url`` (``http://host:port`` binary tensors, or ``grpc://host:port``)."""
+    """Calls ``model_name`` at ``url`` (``http://host:port`` binary tensors, or ``grpc://host:port``).
+
+    ``tritonclient.http`` runs on gevent, whose connections belong to the thread that made them, so
+    each calling thread gets its own client (made on first use); ``close`` closes them all.
+    """
 
     def __init__(self, url: str, model_name: str, *, timeout_s: float = 10.0) -> None:
         parts = urlsplit(url)
@@ -29,25 +34,39 @@ class KServeModel:
         self._grpc = parts.scheme == "grpc"
         self._name = model_name
         self._timeout = timeout_s
+        self._netloc = parts.netloc
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
         try:
             if self._grpc:
                 import tritonclient.grpc as client
-
-                self._client: Any = client.InferenceServerClient(parts.netloc)
-                meta = self._client.get_model_metadata(model_name, as_json=True)
             else:
                 import tritonclient.http as client
-
-                self._client = client.InferenceServerClient(parts.netloc, network_timeout=timeout_s)
-                meta = self._client.get_model_metadata(model_name)
+            self._module: Any = client
+            if self._grpc:
+                meta = self._client().get_model_metadata(model_name, as_json=True)
+            else:
+                meta = self._client().get_model_metadata(model_name)
         except Exception as exc:  # tritonclient raises InferenceServerException and transport errors
             raise SourceUnavailableError(
                 f"KServe model {model_name!r} at {url} is not reachable: {exc}",
                 code="pipeline.kserve_unavailable",
             ) from exc
-        self._module = client
         self._inputs = [_info(t) for t in meta.get("inputs", [])]
         self._outputs = [_info(t) for t in meta.get("outputs", [])]
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            if self._grpc:
+                client = self._module.InferenceServerClient(self._netloc)
+            else:
+                client = self._module.InferenceServerClient(self._netloc, network_timeout=self._timeout)
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -78,7 +97,7 @@ class KServeModel:
         else:
             outputs = [self._module.InferRequestedOutput(o.name, binary_data=True) for o in self._outputs]
         try:
-            result = self._client.infer(self._name, inputs, outputs=outputs)
+            result = self._client().infer(self._name, inputs, outputs=outputs)
         except Exception as exc:  # translate transport and server errors at the boundary
             raise PipelineFailedError(
                 f"KServe inference on {self._name!r} failed: {exc}", code="pipeline.kserve_failed"
@@ -86,7 +105,10 @@ class KServeModel:
         return {o.name: np.asarray(result.as_numpy(o.name)) for o in self._outputs}
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
 
 def _info(meta: Mapping[str, Any]) -> TensorInfo:

@@ -19,6 +19,7 @@ import onnxruntime as ort
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from edgefleet.pipeline.kserve_model import KServeModel
 from edgefleet.pipeline.runner import Pipeline
 from edgefleet.pipeline.specfile import parse_spec
 
@@ -217,3 +218,26 @@ path = "rest.jsonl"
         top = json.loads(line)["results"]["orientation"]["top"]
         assert sorted(t["label"] for t in top) == ["0", "1", "2", "3"]
         assert sum(t["score"] for t in top) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_kserve_rest_model_made_in_one_thread_infers_from_others(orientation_model: Path) -> None:
+    """tritonclient.http connections belong to their thread: a pipeline stage thread must not reuse the
+    constructor's (it failed with "Cannot switch to a different thread" on the first frame)."""
+    server = _rest_server(orientation_model)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    model = KServeModel(f"http://127.0.0.1:{server.server_address[1]}", "orientation")
+    try:
+        batch = {model.inputs[0].name: np.zeros((1, 3, 224, 224), np.float32)}
+        expected = model.infer(batch)[model.outputs[0].name]
+        pool = futures.ThreadPoolExecutor(3)
+        try:  # the old failure was a hang: bound it
+            name = model.outputs[0].name
+            results = list(pool.map(lambda _: model.infer(batch)[name], range(6), timeout=60))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for got in results:
+            np.testing.assert_allclose(got, expected, rtol=1e-5)
+    finally:
+        model.close()
+        server.shutdown()
+        server.server_close()
