@@ -2,7 +2,7 @@
 
 Lines (``{"ts", "source", "workload", "level", "msg"}``) collect in memory (at most ``max_pending``;
 beyond that the oldest pending lines are dropped) until :meth:`LogBuffer.seal` writes them as one
-batch ``<dir>/<seq>-<lines>.jsonl.gz`` (atomically). Sealed batches wait on disk until the server
+batch ``<dir>/<seq:016d>-<lines>.jsonl.gz`` (atomically). Sealed batches wait on disk until the server
 has them; past ``capacity_bytes`` the oldest batches are deleted. Every dropped line is counted, and
 the next batch starts with a warning line that says how many were lost, so the operator sees the
 gap where it happened.
@@ -27,7 +27,7 @@ from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
 __all__ = ["MAX_LINE_CHARS", "Batch", "LogBuffer"]
 
 MAX_LINE_CHARS = 8192
-_BATCH = re.compile(r"^(\d{12})-(\d+)\.jsonl\.gz$")
+_BATCH = re.compile(r"^(\d{16})-(\d+)\.jsonl\.gz$")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,9 @@ class LogBuffer:
         self._lock = threading.Lock()
         self._pending: deque[dict[str, Any]] = deque()
         state = read_json(self.dir / "state.json", {}) or {}
-        self._next = int(state.get("next", 1))
+        # batch numbers start at the clock in ms, so they keep increasing even if this directory
+        # is lost (the server ignores numbers it has seen)
+        self._next = int(state.get("next", int(self._clock() * 1000)))
         self.dropped = int(state.get("dropped", 0))
         self._announced = int(state.get("announced", 0))
         self.collected = int(state.get("collected", 0))
@@ -130,7 +132,7 @@ class LogBuffer:
             seq = self._next
             self._next += 1
         data = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in recs)
-        path = self.dir / f"{seq:012d}-{len(recs)}.jsonl.gz"
+        path = self.dir / f"{seq:016d}-{len(recs)}.jsonl.gz"
         atomic_write(path, gzip.compress(data.encode(), compresslevel=6, mtime=0))
         batch = Batch(seq, path, len(recs))
         self._enforce_capacity(keep=seq)
