@@ -95,7 +95,7 @@ def test_bad_log_batches_name_the_problem_and_store_nothing(server: Server) -> N
     err = _error(send(dev, 1, b"not gzip at all"), 400)
     assert "not gzip" in err["message"]
     err = _error(send(dev, 2, _body([_line("ok"), {"ts": time.time(), "source": "kernel", "msg": "x"}])), 400)
-    assert "line 2" in err["message"] and "source" in err["message"], err
+    assert "line 2: source" in err["message"], err
     err = _error(send(dev, 3, gzip.compress(b'{"ts": "yesterday", "source": "agent", "msg": "x"}\n')), 400)
     assert "line 1: ts" in err["message"]
     err = _error(send(dev, 4, gzip.compress(b"[1, 2]\n")), 400)
@@ -144,7 +144,8 @@ def test_log_retention_by_lines_per_device_and_by_age(server: Server) -> None:
             assert send(dev, b, _body(lines)).json()["stored"] is True
         items = server.api("GET", f"/devices/{dev.id}/logs", params={"limit": 1000}).json()["items"]
         assert len(items) == 50
-        assert items[0]["message"] == "b2 l10" and items[-1]["message"] == "b4 l19"
+        assert items[0]["message"] == "b2 l10"
+        assert items[-1]["message"] == "b4 l19"
         send(keep, 1, _body([_line("other device")]))
 
         # eight days later (log_retention_days is 7) the compaction removes every line from then
