@@ -158,12 +158,12 @@ def test_device_metrics_from_a_jetson_tree(tmp_path: Path) -> None:
     fams = {
         f.name: f for f in DeviceMetrics(proc=tmp_path / "proc", sys=tmp_path / "sys", clk_tck=100).collect()
     }
-    cpu = dict((s[0]["mode"], s[1]) for s in fams["edgefleet_device_cpu_seconds_total"].samples)
+    cpu = {s[0]["mode"]: s[1] for s in fams["edgefleet_device_cpu_seconds_total"].samples}
     assert cpu["user"] == 10.0
     assert cpu["idle"] == 500.0
     assert fams["edgefleet_device_cpus"].samples == [({}, 2.0)]
     assert fams["edgefleet_device_load1"].samples == [({}, 0.52)]
-    mem = dict((s[0]["kind"], s[1]) for s in fams["edgefleet_device_memory_bytes"].samples)
+    mem = {s[0]["kind"]: s[1] for s in fams["edgefleet_device_memory_bytes"].samples}
     assert mem["total"] == 7_620_240 * 1024
     temps = {s[0]["type"]: s[1] for s in fams["edgefleet_device_temperature_celsius"].samples}
     assert temps == {"cpu-thermal": 47.5, "gpu-thermal": 46.281, "tj-thermal": 48.125}
