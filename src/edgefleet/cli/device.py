@@ -184,6 +184,8 @@ def logs(
     ca_cert: CaCertOpt = None,
 ) -> None:
     """Logs a device shipped: its agent's and its workloads' output (newest last; -f follows)."""
+    from edgefleet.errors import UnavailableError
+
     c = cli_context(ctx)
     since_iso = parse_since(since).isoformat() if since else None
     path = f"/devices/{device_id}/logs"
@@ -199,8 +201,18 @@ def logs(
         page = api.get(api.p(path), workload=workload, since=since_iso, limit=lines)
         show(page["items"])
         cursor = page.get("cursor")
+        away = False
         while follow:
             time.sleep(interval)
-            page = api.get(api.p(path), workload=workload, since=since_iso, after=cursor or 0, limit=1000)
+            try:
+                page = api.get(api.p(path), workload=workload, since=since_iso, after=cursor or 0, limit=1000)
+            except UnavailableError as exc:  # a server restart does not end a follow
+                if not away:
+                    c.err.print(f"[yellow]{exc.message}; retrying[/]", highlight=False, soft_wrap=True)
+                away = True
+                continue
+            if away:
+                c.err.print("[green]server back[/]", highlight=False)
+                away = False
             show(page["items"])
             cursor = page.get("cursor") or cursor
