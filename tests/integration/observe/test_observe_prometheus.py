@@ -108,7 +108,7 @@ def test_prometheus_scrapes_server_agent_and_serve(live_fleet: LiveFleet, tmp_pa
             reconciled = prom.wait_for('edgefleet_agent_reconciles_total{job="edgefleet-agent",result="ok"}')
             assert float(reconciled[0]["value"][1]) >= 1
             devices = prom.wait_for('edgefleet_server_devices{job="edgefleet-server",status="online"}')
-            assert float(devices[0]["value"][1]) == 8
+            assert float(devices[0]["value"][1]) == 9  # eight simulated devices and the real agent
             crash = prom.wait_for("edgefleet_server_crash_looping_devices")
             assert crash[0]["metric"]["deployment"] == "cam"
             paused = prom.wait_for('edgefleet_server_rollouts{phase="paused"} > 0')
