@@ -44,6 +44,7 @@ def test_log_buffer_is_bounded_oldest_dropped_and_the_gap_announced(tmp_path: Pa
     assert buf.dropped >= len(sent) - len(kept)  # every other line counted (drop notices too)
     assert _lines(batches[-1])[-1]["msg"].startswith("batch 29 line 19")  # the newest survive
     # the next batch tells the server how many went missing since the last notice, once
+    buf.capacity_bytes = 1 << 20  # no more drops from here on
     buf.add("after", source="agent")
     first = _lines(buf.seal() or batches[0])
     assert first[0]["level"] == "warning"
@@ -51,7 +52,7 @@ def test_log_buffer_is_bounded_oldest_dropped_and_the_gap_announced(tmp_path: Pa
     buf.add("again", source="agent")
     assert [x["msg"] for x in _lines(buf.seal() or batches[0])] == ["again"]
     # state survives a restart: numbering goes on, counters stay
-    again = LogBuffer(tmp_path / "logs", capacity_bytes=4096)
+    again = LogBuffer(tmp_path / "logs", capacity_bytes=1 << 20)
     assert again.dropped == buf.dropped
     again.add("x", source="agent")
     assert (again.seal() or batches[0]).seq > buf.batches()[-1].seq - 1
