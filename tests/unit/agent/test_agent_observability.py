@@ -280,3 +280,20 @@ def test_agent_refuses_bad_observability_options(args: list[str], message: str) 
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# Recorded on an NVIDIA H200 (driver 580.159.04, nvidia-smi 580.159.04) with the agent's own query:
+# nvidia-smi --query-gpu=index,utilization.gpu,power.draw,temperature.gpu,memory.used,memory.total
+#            --format=csv,noheader,nounits
+H200_IDLE = "0, 0, 113.93, 41, 0, 143771\n"
+
+
+def test_device_metrics_from_a_recorded_h200(tmp_path: Path) -> None:
+    dm = DeviceMetrics(proc=tmp_path, sys=tmp_path, nvidia_smi=lambda: H200_IDLE)
+    fams = {f.name: f.samples for f in dm.collect()}
+    assert fams["edgefleet_device_accelerator_utilization_ratio"] == [({"accelerator": "nvidia0"}, 0.0)]
+    assert fams["edgefleet_device_accelerator_power_watts"] == [({"accelerator": "nvidia0"}, 113.93)]
+    assert fams["edgefleet_device_temperature_celsius"] == [({"zone": "nvidia0", "type": "nvidia-gpu"}, 41.0)]
+    assert ({"accelerator": "nvidia0", "kind": "total"}, 143771 * 1024 * 1024) in fams[
+        "edgefleet_device_accelerator_memory_bytes"
+    ]
