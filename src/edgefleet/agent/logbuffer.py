@@ -24,9 +24,10 @@ from typing import Any
 
 from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
 
-__all__ = ["MAX_LINE_CHARS", "Batch", "LogBuffer"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_LINE_CHARS", "Batch", "LogBuffer"]
 
 MAX_LINE_CHARS = 8192
+MAX_BATCH_BYTES = 2 << 20  # uncompressed; the server takes up to 8 MiB by default
 _BATCH = re.compile(r"^(\d{16})-(\d+)\.jsonl\.gz$")
 
 
@@ -110,7 +111,8 @@ class LogBuffer:
         return sorted(out, key=lambda b: b.seq)
 
     def seal(self) -> Batch | None:
-        """Write the pending lines as one batch (with a drop notice first, when lines were lost)."""
+        """Write the pending lines as batches of at most :data:`MAX_BATCH_BYTES` uncompressed (with a
+        drop notice first, when lines were lost); returns the last one written."""
         with self._lock:
             recs = list(self._pending)
             self._pending.clear()
@@ -127,17 +129,30 @@ class LogBuffer:
                     },
                 )
                 self._announced = self.dropped
-            if not recs:
-                return None
-            seq = self._next
-            self._next += 1
-        data = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in recs)
-        path = self.dir / f"{seq:016d}-{len(recs)}.jsonl.gz"
-        atomic_write(path, gzip.compress(data.encode(), compresslevel=6, mtime=0))
-        batch = Batch(seq, path, len(recs))
-        self._enforce_capacity(keep=seq)
+        if not recs:
+            return None
+        batch = None
+        chunk: list[str] = []
+        size = 0
+        for r in recs:
+            line = json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n"
+            if chunk and size + len(line.encode()) > MAX_BATCH_BYTES:
+                batch = self._write(chunk)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line.encode())
+        batch = self._write(chunk)
         self._save()
         return batch
+
+    def _write(self, lines: list[str]) -> Batch:
+        with self._lock:
+            seq = self._next
+            self._next += 1
+        path = self.dir / f"{seq:016d}-{len(lines)}.jsonl.gz"
+        atomic_write(path, gzip.compress("".join(lines).encode(), compresslevel=6, mtime=0))
+        self._enforce_capacity(keep=seq)
+        return Batch(seq, path, len(lines))
 
     def _enforce_capacity(self, keep: int) -> None:
         batches = self.batches()

@@ -297,3 +297,18 @@ def test_device_metrics_from_a_recorded_h200(tmp_path: Path) -> None:
     assert ({"accelerator": "nvidia0", "kind": "total"}, 143771 * 1024 * 1024) in fams[
         "edgefleet_device_accelerator_memory_bytes"
     ]
+
+
+def test_log_batches_stay_under_the_batch_size(tmp_path: Path) -> None:
+    """A burst of long lines is split into batches the server accepts (uncompressed size bounded)."""
+    from edgefleet.agent.logbuffer import MAX_BATCH_BYTES
+
+    buf = LogBuffer(tmp_path, capacity_bytes=64 << 20)
+    for i in range(1000):
+        buf.add(f"{i:04d} " + "y" * (MAX_LINE_CHARS - 10), source="workload", workload="det")
+    buf.seal()
+    batches = buf.batches()
+    assert len(batches) > 1
+    assert all(len(gzip.decompress(b.body())) <= MAX_BATCH_BYTES for b in batches)
+    got = [str(r["msg"])[:4] for b in batches for r in _lines(b)]
+    assert got == [f"{i:04d}" for i in range(1000)]
