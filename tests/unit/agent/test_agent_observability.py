@@ -312,3 +312,49 @@ def test_log_batches_stay_under_the_batch_size(tmp_path: Path) -> None:
     assert all(len(gzip.decompress(b.body())) <= MAX_BATCH_BYTES for b in batches)
     got = [str(r["msg"])[:4] for b in batches for r in _lines(b)]
     assert got == [f"{i:04d}" for i in range(1000)]
+
+
+def test_remote_write_auth_headers_come_from_files(tmp_path: Path) -> None:
+    import base64
+
+    from edgefleet.agent.errors import AgentInputError
+    from edgefleet.agent.remote import RemoteWriteConfig
+
+    token = tmp_path / "token"
+    token.write_text("abc.def\n")
+    password = tmp_path / "password"
+    password.write_text("pw:with:colons\n")
+    url = "http://prom:9090/api/v1/write"
+    assert RemoteWriteConfig(url).headers() == {}
+    assert RemoteWriteConfig(url, bearer_token_file=token).headers() == {"Authorization": "Bearer abc.def"}
+    basic = RemoteWriteConfig(url, username="edge", password_file=password).headers()["Authorization"]
+    assert base64.b64decode(basic.removeprefix("Basic ")) == b"edge:pw:with:colons"
+    token.write_text("rotated\n")  # read at every push: a rotated secret is picked up
+    assert RemoteWriteConfig(url, bearer_token_file=token).headers()["Authorization"] == "Bearer rotated"
+    with pytest.raises(AgentInputError, match="not both"):
+        RemoteWriteConfig(url, bearer_token_file=token, username="edge").headers()
+
+
+def test_remote_write_failures_are_counted_and_the_loop_goes_on() -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from edgefleet.agent.metrics import AgentStats
+    from edgefleet.agent.remote import RemoteWriteConfig, run_remote_write
+    from edgefleet.telemetry.remote_write import RemoteWriteError
+
+    agent = SimpleNamespace(stats=AgentStats())
+    halt = threading.Event()
+    results = [RemoteWriteError("refused with HTTP 401"), RemoteWriteError("HTTP 503"), 5, 5]
+
+    def push() -> int:
+        r = results.pop(0)
+        if not results:
+            halt.set()
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    config = RemoteWriteConfig("http://prom/api/v1/write", interval_s=0.01)
+    run_remote_write(agent, config, halt, push=push)  # type: ignore[arg-type]
+    assert agent.stats.remote_writes == {"ok": 2, "error": 2}
