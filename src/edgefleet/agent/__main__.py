@@ -13,6 +13,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgefleet.agent.remote import RemoteWriteConfig
 
 __all__ = ["main"]
 
@@ -52,6 +56,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--workload-user", default="nobody")
     run.add_argument("--outbox-capacity", type=int, default=1000)
     run.add_argument("--no-tuning", action="store_true")
+    run.add_argument("--no-logs", action="store_true", help="do not ship logs to the server")
+    run.add_argument("--log-buffer-bytes", type=int, default=16 << 20)
+    run.add_argument("--log-interval", type=float, default=2.0)
+    run.add_argument("--remote-write-url")
+    run.add_argument("--remote-write-interval", type=float, default=30.0)
+    run.add_argument("--remote-write-bearer-token-file", type=Path)
+    run.add_argument("--remote-write-username")
+    run.add_argument("--remote-write-password-file", type=Path)
+    run.add_argument("--proc-root", type=Path, default=Path("/proc"))
+    run.add_argument("--sys-root", type=Path, default=Path("/sys"))
+    run.add_argument("--nvidia-smi", help="path of nvidia-smi; '' turns GPU metrics from it off")
     run.add_argument("--log-level", default="info")
     st = sub.add_parser("status")
     st.add_argument("--state-dir", type=Path, required=True)
@@ -69,6 +84,41 @@ def _labels(items: list[str]) -> dict[str, str]:
             raise AgentInputError(f"--label: {item!r} is not key=value", field="label")
         labels[k] = v
     return labels
+
+
+def _remote_write(args: argparse.Namespace) -> RemoteWriteConfig | None:
+    from edgefleet.agent.errors import AgentInputError
+    from edgefleet.agent.remote import RemoteWriteConfig
+
+    url = args.remote_write_url
+    if not url:
+        for opt in ("bearer_token_file", "username", "password_file"):
+            if getattr(args, f"remote_write_{opt}") is not None:
+                raise AgentInputError(
+                    f"--remote-write-{opt.replace('_', '-')} needs --remote-write-url",
+                    field="remote-write-url",
+                )
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise AgentInputError(
+            f"--remote-write-url: {url!r} is not an http(s) URL (e.g. http://prometheus:9090/api/v1/write)",
+            field="remote-write-url",
+        )
+    if args.remote_write_interval < 1:
+        raise AgentInputError("--remote-write-interval: at least 1 second", field="remote-write-interval")
+    if args.remote_write_password_file is not None and args.remote_write_username is None:
+        raise AgentInputError(
+            "--remote-write-password-file needs --remote-write-username", field="remote-write-username"
+        )
+    config = RemoteWriteConfig(
+        url=url,
+        interval_s=args.remote_write_interval,
+        bearer_token_file=args.remote_write_bearer_token_file,
+        username=args.remote_write_username,
+        password_file=args.remote_write_password_file,
+    )
+    config.headers()  # an unreadable secret file, or both kinds of auth, fail now
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,8 +158,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             workload_user=args.workload_user,
             outbox_capacity=args.outbox_capacity,
             tuning=not args.no_tuning,
+            logs=not args.no_logs,
+            log_buffer_bytes=args.log_buffer_bytes,
+            log_interval_s=args.log_interval,
+            remote_write=_remote_write(args),
+            proc_root=args.proc_root,
+            sys_root=args.sys_root,
+            nvidia_smi=args.nvidia_smi,
         )
+        if config.log_buffer_bytes < 65536 or config.log_interval_s <= 0:
+            from edgefleet.agent.errors import AgentInputError
+
+            raise AgentInputError(
+                "--log-buffer-bytes: at least 65536; --log-interval: more than 0", field="log-buffer-bytes"
+            )
         agent = Agent(config)
+        if config.logs:
+            from edgefleet.agent.logship import BufferHandler
+
+            logging.getLogger().addHandler(BufferHandler(agent.logs))
         signal.signal(signal.SIGTERM, lambda *_: agent.stop())
         signal.signal(signal.SIGINT, lambda *_: agent.stop())
         agent.run(t_start=t0)

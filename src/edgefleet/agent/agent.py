@@ -8,6 +8,7 @@ State directory layout (every file written atomically: temp, fsync, rename)::
                      version, failed releases, revision reached, report sequence, tuning profile
     desired.json     the last verified desired-state envelope
     outbox.json      events not yet delivered (bounded; oldest dropped first, drops counted)
+    logs/            log batches not yet delivered (bounded, gzip JSON lines) and the read positions
     bundles/         the content-addressed bundle store
     supervisor/      the sandbox supervisor's directory (adoption after a restart)
 
@@ -42,14 +43,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.client import DeviceClient
 from edgefleet.agent.config import AgentConfig
+from edgefleet.agent.devicemetrics import DeviceMetrics, nvidia_smi_runner
 from edgefleet.agent.errors import AgentInputError, AgentUnavailableError, AgentVerificationError
 from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
+from edgefleet.agent.logbuffer import LogBuffer
+from edgefleet.agent.metrics import AgentStats
 from edgefleet.agent.outbox import Outbox
 from edgefleet.agent.protocol import verify_document
 from edgefleet.agent.sdnotify import notify
 from edgefleet.errors import EdgefleetError, VerificationError
 
 if TYPE_CHECKING:
+    from edgefleet.agent.logship import LogShipper, WorkloadLog
     from edgefleet.sandbox.supervisor import Supervisor, Workload
 
 __all__ = ["Agent"]
@@ -136,6 +141,14 @@ class Agent:
         self.first_poll_s: float | None = None
         self.metrics_port: int | None = None
         self._heartbeat = time.monotonic()
+        self.stats = AgentStats()
+        self.logs = LogBuffer(self.dir / "logs", capacity_bytes=config.log_buffer_bytes)
+        self.log_shipper: LogShipper | None = None
+        self.device_metrics = DeviceMetrics(
+            proc=config.proc_root,
+            sys=config.sys_root,
+            nvidia_smi=nvidia_smi_runner(config.nvidia_smi) if config.nvidia_smi != "" else None,
+        )
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -650,6 +663,8 @@ class Agent:
             "in_progress": dict(self.phase),
             "tuning_profile": self.state.get("tuning"),
             "outbox": {"queued": len(self.outbox), "dropped": self.outbox.dropped},
+            "logs": self.logs.stats() | {"error": self.log_shipper.last_error if self.log_shipper else None},
+            "remote_writes": dict(self.stats.remote_writes),
             "polls": self.polls,
             "reports": self.reports,
             "updates": dict(self.updates),
@@ -672,6 +687,21 @@ class Agent:
             ),
         }
 
+    def _workload_logs(self) -> dict[str, WorkloadLog]:
+        """Every supervised sandbox (an update's new one too) with its deployment and output.log."""
+        from edgefleet.agent.logship import WorkloadLog
+
+        sup = self.supervisor
+        if sup is None:
+            return {}
+        by_name = {w["name"]: dep for dep, w in self.state["workloads"].items()}
+        prefix = self.config.workload_prefix + "-"
+        out = {}
+        for st in sup.statuses():
+            dep = by_name.get(st.name) or st.name.removeprefix(prefix).rsplit("-", 1)[0]
+            out[st.name] = WorkloadLog(dep, sup.sandbox.run_dir / st.name / "output.log")
+        return out
+
     # -- main loop -----------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -687,6 +717,23 @@ class Agent:
         ]
         if self.config.metrics_port >= 0:
             targets.append(("agent-metrics", serve_metrics, (self, self.config.metrics_port, self._halt)))
+        if self.config.logs:
+            from edgefleet.agent.logship import LogShipper, send_batch
+
+            client = self.client
+            self.log_shipper = LogShipper(
+                self.logs,
+                workloads=self._workload_logs,
+                send=(lambda b: send_batch(client, b)) if client is not None else None,
+                cursors=self.dir / "logs" / "cursors.json",
+            )
+            targets.append(("agent-logs", self.log_shipper.run, (self.config.log_interval_s, self._halt)))
+        if self.config.remote_write is not None:
+            from edgefleet.agent.remote import run_remote_write
+
+            targets.append(
+                ("agent-remote-write", run_remote_write, (self, self.config.remote_write, self._halt))
+            )
         for name, target, args in targets:
             threading.Thread(target=target, args=args, name=name, daemon=True).start()
 
@@ -719,7 +766,13 @@ class Agent:
             return etag, False
         signed = verify_document(envelope, server_key)
         atomic_write_json(self.dir / "desired.json", envelope)
-        retry = not self.apply(signed)
+        t0 = time.monotonic()
+        try:
+            retry = not self.apply(signed)
+        except EdgefleetError:
+            self.stats.reconciled("error", time.monotonic() - t0)
+            raise
+        self.stats.reconciled("retry" if retry else "ok", time.monotonic() - t0)
         return (None if retry else new_etag), retry
 
     def run(self, *, t_start: float | None = None) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgefleet.agent.remote import RemoteWriteConfig
 
 __all__ = ["AgentConfig"]
 
@@ -31,6 +35,13 @@ class AgentConfig:
     keep_bundles: int = 2
     outbox_capacity: int = 1000
     tuning: bool = True
+    logs: bool = True  # ship agent and workload logs to the server
+    log_buffer_bytes: int = 16 << 20  # compressed batches kept on disk while the server is away
+    log_interval_s: float = 2.0  # how often logs are collected and sent
+    remote_write: RemoteWriteConfig | None = None  # push /metrics with Prometheus remote-write
+    proc_root: Path = Path("/proc")  # device metrics read here (a fixture tree in tests)
+    sys_root: Path = Path("/sys")
+    nvidia_smi: str | None = None  # path of nvidia-smi; None: looked up on PATH ("" turns it off)
 
     @property
     def socket_path(self) -> Path:

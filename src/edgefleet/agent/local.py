@@ -61,90 +61,12 @@ def query_status(path: Path, timeout: float = 5.0) -> dict[str, Any]:
     return out
 
 
-def _line(name: str, value: float, **labels: object) -> str:
-    if labels:
-        inner = ",".join(f'{k}="{str(v).replace(chr(34), "")}"' for k, v in labels.items())
-        return f"{name}{{{inner}}} {value:g}"
-    return f"{name} {value:g}"
-
-
 def metrics_text(agent: Agent) -> str:
     """The Prometheus text exposition of the agent, the device and its workloads."""
-    st = agent.status()
-    out = [
-        "# TYPE edgefleet_agent_up gauge",
-        _line("edgefleet_agent_up", 1),
-        "# TYPE edgefleet_agent_server_reachable gauge",
-        _line("edgefleet_agent_server_reachable", 1 if st["server_reachable"] else 0),
-        "# TYPE edgefleet_agent_revision gauge",
-        _line("edgefleet_agent_revision", st["desired_revision"], kind="desired"),
-        _line("edgefleet_agent_revision", st["reached_revision"], kind="reached"),
-        "# TYPE edgefleet_agent_polls_total counter",
-        _line("edgefleet_agent_polls_total", st["polls"]),
-        "# TYPE edgefleet_agent_reports_total counter",
-        _line("edgefleet_agent_reports_total", st["reports"]),
-        "# TYPE edgefleet_agent_outbox_events gauge",
-        _line("edgefleet_agent_outbox_events", st["outbox"]["queued"]),
-        "# TYPE edgefleet_agent_outbox_dropped_total counter",
-        _line("edgefleet_agent_outbox_dropped_total", st["outbox"]["dropped"]),
-        "# TYPE edgefleet_agent_updates_total counter",
-    ]
-    out += [_line("edgefleet_agent_updates_total", n, result=k) for k, n in st["updates"].items()]
-    with contextlib.suppress(OSError):
-        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        out += ["# TYPE edgefleet_agent_rss_bytes gauge", _line("edgefleet_agent_rss_bytes", rss)]
-    with contextlib.suppress(OSError):
-        load1 = os.getloadavg()[0]
-        out += ["# TYPE edgefleet_device_load1 gauge", _line("edgefleet_device_load1", load1)]
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        mem = {
-            ln.split(":")[0]: int(ln.split()[1]) * 1024
-            for ln in Path("/proc/meminfo").read_text().splitlines()
-        }
-        out += [
-            "# TYPE edgefleet_device_memory_bytes gauge",
-            _line("edgefleet_device_memory_bytes", mem["MemTotal"], kind="total"),
-            _line("edgefleet_device_memory_bytes", mem["MemAvailable"], kind="available"),
-        ]
-    temps = sorted(Path("/sys/class/thermal").glob("thermal_zone*/temp"))
-    if temps:
-        out.append("# TYPE edgefleet_device_temperature_celsius gauge")
-        for t in temps:
-            with contextlib.suppress(OSError, ValueError):
-                out.append(
-                    _line(
-                        "edgefleet_device_temperature_celsius", int(t.read_text()) / 1000, zone=t.parent.name
-                    )
-                )
-    out += [
-        "# TYPE edgefleet_workload_up gauge",
-        "# TYPE edgefleet_workload_ready gauge",
-        "# TYPE edgefleet_workload_restarts_total counter",
-        "# TYPE edgefleet_workload_ooms_total counter",
-        "# TYPE edgefleet_workload_cpu_seconds_total counter",
-        "# TYPE edgefleet_workload_memory_bytes gauge",
-    ]
-    sup = agent.supervisor
-    for w in st["workloads"]:
-        lab = {"deployment": w["deployment"], "version": w["version"]}
-        out.append(_line("edgefleet_workload_up", 1 if w.get("state") == "running" else 0, **lab))
-        out.append(_line("edgefleet_workload_ready", 1 if w.get("ready") else 0, **lab))
-        out.append(_line("edgefleet_workload_restarts_total", w.get("restarts", 0), **lab))
-        if sup is not None:
-            with contextlib.suppress(EdgefleetError):
-                ws = sup.status(w["sandbox"])
-                ooms = sum(1 for e in ws.exits if e.oom_killed)
-                out.append(_line("edgefleet_workload_ooms_total", ooms, **lab))
-                u = ws.usage
-                if u is not None:
-                    for attr, metric in (
-                        ("cpu_time_s", "edgefleet_workload_cpu_seconds_total"),
-                        ("memory_current", "edgefleet_workload_memory_bytes"),
-                    ):
-                        val = getattr(u, attr, None)
-                        if val is not None:
-                            out.append(_line(metric, float(val), **lab))
-    return "\n".join(out) + "\n"
+    from edgefleet.agent.exposition import render
+    from edgefleet.agent.metrics import collect
+
+    return render(collect(agent))
 
 
 def serve_metrics(agent: Agent, port: int, halt: threading.Event) -> None:

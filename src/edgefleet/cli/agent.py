@@ -59,6 +59,11 @@ def status(
     )
     typer.echo(f"revision desired {st['desired_revision']}, reached {st['reached_revision']}")
     typer.echo(f"outbox   {st['outbox']['queued']} queued, {st['outbox']['dropped']} dropped")
+    if logs := st.get("logs"):
+        typer.echo(
+            f"logs     {logs['lines']} lines queued ({logs['bytes']} bytes), {logs['shipped']} shipped, "
+            f"{logs['dropped']} dropped" + (f"  last error: {logs['error']}" if logs.get("error") else "")
+        )
     for w in st["workloads"]:
         typer.echo(
             f"workload {w['deployment']} {w['version']} ({w['release']}): {w.get('state', '?')}, "

@@ -1,12 +1,16 @@
-"""`edgefleet device ls|show|label|decommission`: the fleet as the control plane sees it."""
+"""`edgefleet device ls|show|logs|label|decommission`: the fleet as the control plane sees it."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from edgefleet.cli.context import cli_context
 from edgefleet.cli.server import DEFAULT_SERVER, CaCertOpt, ProjectOpt, ServerOpt, TokenOpt
@@ -119,3 +123,96 @@ def decommission(
     with _client(server, token, project, ca_cert) as api:
         d = api.post(api.p(f"/devices/{device_id}/decommission"))
     cli_context(ctx).out.print(f"{d['id']}: {d['status']}")
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``--since``: a duration back from now (``90s``, ``10m``, ``2h``, ``1d``, ``1h30m``) or ISO 8601."""
+    from edgefleet.errors import InvalidInputError
+
+    now = now or datetime.now(UTC)
+    m = _DURATION.match(text.strip())
+    if m and any(m.groups()):
+        d, h, mins, s = (int(g or 0) for g in m.groups())
+        return now - timedelta(days=d, hours=h, minutes=mins, seconds=s)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"--since: {text!r} is neither a duration (90s, 10m, 2h, 1d, 1h30m) "
+            "nor an ISO 8601 time (2026-11-28T10:00:00Z)",
+            field="since",
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _log_line(item: dict[str, Any]) -> Text:
+    ts = str(item["ts"]).replace("T", " ")[:23]
+    who = item["workload"] if item["source"] == "workload" else "agent"
+    level = item.get("level") or ""
+    style = {"error": "red", "critical": "red", "warning": "yellow"}.get(level, "")
+    line = Text(f"{ts} ", style="dim")
+    line.append(f"{who:<12} ", style="cyan")
+    if level:
+        line.append(f"{level:<7} ", style=style)
+    line.append(item["message"])
+    return line
+
+
+@device_app.command("logs")
+def logs(
+    ctx: typer.Context,
+    device_id: Annotated[str, typer.Argument(help="Device id.")],
+    *,
+    workload: Annotated[
+        str | None, typer.Option("--workload", "-w", help="Only this workload's (deployment's) lines.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only lines since: 90s, 10m, 2h, 1d, or an ISO 8601 time.")
+    ] = None,
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", help="Show the last N lines.", min=1, max=5000)
+    ] = 100,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.", min=0.2)] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of text.")] = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    token: TokenOpt = None,
+    project: ProjectOpt = "default",
+    ca_cert: CaCertOpt = None,
+) -> None:
+    """Logs a device shipped: its agent's and its workloads' output (newest last; -f follows)."""
+    from edgefleet.errors import UnavailableError
+
+    c = cli_context(ctx)
+    since_iso = parse_since(since).isoformat() if since else None
+    path = f"/devices/{device_id}/logs"
+
+    def show(items: list[dict[str, Any]]) -> None:
+        for item in items:
+            if as_json:
+                c.out.print_json(json.dumps(item))
+            else:
+                c.out.print(_log_line(item), highlight=False, soft_wrap=True)
+
+    with _client(server, token, project, ca_cert) as api:
+        page = api.get(api.p(path), workload=workload, since=since_iso, limit=lines)
+        show(page["items"])
+        cursor = page.get("cursor")
+        away = False
+        while follow:
+            time.sleep(interval)
+            try:
+                page = api.get(api.p(path), workload=workload, since=since_iso, after=cursor or 0, limit=1000)
+            except UnavailableError as exc:  # a server restart does not end a follow
+                if not away:
+                    c.err.print(f"[yellow]{exc.message}; retrying[/]", highlight=False, soft_wrap=True)
+                away = True
+                continue
+            if away:
+                c.err.print("[green]server back[/]", highlight=False)
+                away = False
+            show(page["items"])
+            cursor = page.get("cursor") or cursor

@@ -55,6 +55,8 @@ def _settings(
     host: str = "127.0.0.1",
     port: int = 8470,
     replica_id: str = "",
+    log_retention_days: float = 7.0,
+    max_log_lines_per_device: int = 100_000,
 ) -> ServerSettings:
     from edgefleet.server.context import ServerSettings
 
@@ -66,6 +68,8 @@ def _settings(
         host=host,
         port=port,
         replica_id=replica_id,
+        log_retention_days=log_retention_days,
+        max_log_lines_per_device=max_log_lines_per_device,
     )
 
 
@@ -90,6 +94,12 @@ def run_cmd(
     db: DbOpt = None,
     db_schema: SchemaOpt = None,
     replica_id: Annotated[str, typer.Option(help="Name of this replica in rollout leases.")] = "",
+    log_retention_days: Annotated[
+        float, typer.Option(help="Device log lines older than this are deleted.", min=0.001)
+    ] = 7.0,
+    max_log_lines: Annotated[
+        int, typer.Option(help="Newest device log lines kept per device.", min=10)
+    ] = 100_000,
     tls: Annotated[
         str | None,
         typer.Option(
@@ -114,7 +124,17 @@ def run_cmd(
     from edgefleet.server.tls import resolve_server_tls
 
     c = cli_context(ctx)
-    settings = _settings(ctx, data_dir, db, db_schema, host=host, port=port, replica_id=replica_id)
+    settings = _settings(
+        ctx,
+        data_dir,
+        db,
+        db_schema,
+        host=host,
+        port=port,
+        replica_id=replica_id,
+        log_retention_days=log_retention_days,
+        max_log_lines_per_device=max_log_lines,
+    )
     server_tls = resolve_server_tls(
         settings.data_dir, tls, cert=tls_cert, key=tls_key, ca=tls_ca, sans=tls_san or ()
     )

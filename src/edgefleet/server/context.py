@@ -49,6 +49,13 @@ class ServerSettings(BaseModel):
     )
     event_retention_days: float = Field(default=14, gt=0, description="Device events older than this go.")
     max_events_per_device: int = Field(default=1000, ge=10, description="Newest events kept per device.")
+    log_retention_days: float = Field(default=7, gt=0, description="Device log lines older than this go.")
+    max_log_lines_per_device: int = Field(
+        default=100_000, ge=10, description="Newest device log lines kept per device."
+    )
+    max_log_batch_bytes: int = Field(
+        default=8 << 20, ge=1024, description="Largest log batch a device may send (uncompressed)."
+    )
     max_upload_bytes: int = Field(default=4 * 1024**3, gt=0, description="Largest bundle upload.")
     desired_state_ttl_seconds: float = Field(default=7 * 86400, gt=0, description="Signed document expiry.")
     replica_id: str = Field(default="", description="Name of this replica in leases; random when empty.")

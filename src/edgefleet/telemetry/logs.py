@@ -11,9 +11,10 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
-from edgefleet.config import LogFormat
+if TYPE_CHECKING:  # the config module loads pydantic; the device agent must not
+    from edgefleet.config import LogFormat
 
 __all__ = ["JsonFormatter", "configure_logging", "get_logger"]
 

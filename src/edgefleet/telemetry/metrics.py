@@ -9,11 +9,12 @@ of "duplicated timeseries" when two apps or two tests share a process).
 from __future__ import annotations
 
 import re
-from typing import Final
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Final
 
 from edgefleet.errors import InvalidInputError
+
+if TYPE_CHECKING:  # loaded on use: the device agent names metrics without prometheus_client
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["BASE_UNITS", "PREFIX", "metric_name", "new_registry"]
 
@@ -59,4 +60,6 @@ def metric_name(area: str, what: str, unit: str | None = None, *, counter: bool 
 
 def new_registry() -> CollectorRegistry:
     """A fresh registry for one app or one test (never the global default)."""
+    from prometheus_client import CollectorRegistry
+
     return CollectorRegistry(auto_describe=True)

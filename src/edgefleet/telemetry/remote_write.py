@@ -24,12 +24,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING
 
 from edgefleet import __version__
 from edgefleet.errors import InvalidInputError, OperationFailedError
 from edgefleet.telemetry.logs import get_logger
+
+if TYPE_CHECKING:  # only its type: the device agent pushes without prometheus_client loaded
+    from prometheus_client import CollectorRegistry
 
 __all__ = [
     "RemoteWriteError",

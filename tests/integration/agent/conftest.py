@@ -70,8 +70,9 @@ def make_bundle(tmp: Path, name: str, version: str, *, scale: float = 2.0, broke
 
 
 class Server:
-    def __init__(self, data: Path, port: int | None = None) -> None:
+    def __init__(self, data: Path, port: int | None = None, *, extra: tuple[str, ...] = ()) -> None:
         self.data = data
+        self.extra = extra
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data / "server.log"
@@ -90,6 +91,7 @@ class Server:
                     str(self.port),
                     "--data-dir",
                     str(self.data),
+                    *self.extra,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -119,7 +121,7 @@ class Server:
 class Fleet:
     """The server plus an admin API client on its default project."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *server_args: str) -> None:
         self.tmp = tmp
         data = tmp / "server"
         data.mkdir()
@@ -131,7 +133,7 @@ class Fleet:
             check=False,
         )
         assert r.returncode == 0, r.stderr
-        self.server = Server(data)
+        self.server = Server(data, extra=server_args)
         self.server.start()
         token = re.search(r"(efk_\S+)", self.server.log.read_text())
         assert token, self.server.log.read_text()

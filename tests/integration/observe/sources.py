@@ -1,7 +1,7 @@
 """Where the metric names the dashboards and alert rules may use come from: live /metrics texts.
 
-Each source yields the exposition text of one real component. To add one (the device agent, say),
-write a context manager that yields its /metrics text and list it in ``SOURCES``.
+Each source yields the exposition text of one real component (server, serve, pipeline, device agent).
+To add one, write a context manager that yields its /metrics text and list it in ``SOURCES``.
 """
 
 from __future__ import annotations
@@ -80,8 +80,30 @@ def pipeline_source(_fleet: LiveFleet, _tmp: Path) -> Iterator[str]:
     yield pipeline_text()
 
 
+@contextmanager
+def agent_source(fleet: LiveFleet, tmp: Path) -> Iterator[str]:
+    """A real agent running a workload, its device metrics read from a board's /sys (a fixture tree
+    with a GPU, an NPU and power sensors, so every device metric has a sample)."""
+    from edgefleet.testing.fake_devices import x86_intel_npu_uvc
+    from tests.integration.observe.agent_proc import running_agent
+
+    tree = x86_intel_npu_uvc(tmp / "board")
+    tree.write("sys/class/drm/card1/device/gpu_busy_percent", "37\n")
+    tree.write("sys/class/drm/card1/device/hwmon/hwmon3/power1_average", "15250000\n")
+    tree.write("sys/class/accel/accel0/device/npu_busy_time_us", "2500000\n")
+    tree.write("sys/class/hwmon/hwmon0/name", "rapl\n")
+    tree.write("sys/class/hwmon/hwmon0/power1_input", "8000000\n")
+    with running_agent(fleet, tmp / "agent", "--sys-root", str(tree.path("sys"))) as agent:
+        yield http_text(f"http://{agent.metrics}/metrics")
+
+
 Source = Callable[[LiveFleet, Path], AbstractContextManager[str]]
-SOURCES: dict[str, Source] = {"server": server_source, "serve": serve_source, "pipeline": pipeline_source}
+SOURCES: dict[str, Source] = {
+    "server": server_source,
+    "serve": serve_source,
+    "pipeline": pipeline_source,
+    "agent": agent_source,
+}
 
 
 def metric_names(text: str) -> set[str]:

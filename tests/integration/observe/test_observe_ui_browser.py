@@ -58,6 +58,38 @@ def _sign_in(page: Any, url: str, token: str) -> None:
     page.wait_for_selector("[data-testid=whoami]")
 
 
+def _ship_logs(fleet: LiveFleet, device_id: str) -> None:
+    """Send one log batch as the simulated device ``device_id`` would (signed, gzip JSON lines)."""
+    import gzip
+    import json
+    import time
+
+    from edgefleet.agent.protocol import sign_request
+
+    dev = next(d for s in fleet.sims for d in s.devices if d.device_id == device_id)
+    lines = [
+        {
+            "ts": time.time(),
+            "source": "agent",
+            "workload": None,
+            "level": "info",
+            "msg": "updated deployment=det",
+        },
+        {
+            "ts": time.time(),
+            "source": "workload",
+            "workload": "det",
+            "level": None,
+            "msg": "model det loaded <ok>",
+        },
+    ]
+    body = gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode())
+    target = "/device/v1/logs?batch=1"
+    headers = sign_request(dev.key, device_id, "POST", target, body) | {"Content-Encoding": "gzip"}
+    r = fleet.client.post(target, content=body, headers=headers)
+    assert r.status_code == 200, r.text
+
+
 def test_ui_operator_and_viewer(live_fleet: LiveFleet, browser: Any, tmp_path: Path) -> None:  # noqa: PLR0915 - one scenario
     fleet = live_fleet
     shots = Shots(tmp_path)
@@ -108,10 +140,18 @@ def test_ui_operator_and_viewer(live_fleet: LiveFleet, browser: Any, tmp_path: P
     page.wait_for_function("document.querySelectorAll('[data-testid=device-row]').length === 5")
     shots.take(page, "devices")
 
-    # one device: workloads, health, charts filled while the page is open
+    # one device: workloads, health, charts filled while the page is open, logs as they arrive
     page.locator("[data-testid=device-row]").first.click()
     page.wait_for_selector("[data-testid=workloads]")
     page.wait_for_selector("[data-testid=chart] canvas")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=device-logs]').textContent.includes('No logs')"
+    )
+    _ship_logs(fleet, page.url.rsplit("/", 1)[1])
+    page.wait_for_function(
+        "document.querySelector('[data-testid=device-logs]').textContent.includes('model det loaded <ok>')"
+    )
+    assert "agent  info  updated deployment=det" in page.inner_text("[data-testid=device-logs]")
     page.wait_for_timeout(4500)
     shots.take(page, "device")
 

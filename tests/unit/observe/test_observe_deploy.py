@@ -101,6 +101,8 @@ def test_rules_pass_promtool_check_and_unit_tests() -> None:
         "EdgefleetCrashLoop",
         "EdgefleetLatencySLOBurn",
         "EdgefleetRolloutHalted",
+        "EdgefleetDeviceOffline",
+        "EdgefleetWorkloadCrashLoop",
     } <= alerts
 
 

@@ -4,7 +4,7 @@ Background loops (started with the app, stopped with it):
 
 - the rollout driver (every ``rollout_tick_seconds``), holding leases on the rollouts it drives;
 - the last-seen flusher, one UPDATE batch every ``last_seen_flush_seconds``;
-- event compaction every ten minutes (retention by age and by count per device).
+- event and log compaction every ten minutes (retention by age and by count per device).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.api.observe import FleetCollector, ServerMetrics, TimingAuditMiddleware
 from edgefleet.server.context import ServerContext
 from edgefleet.server.devices import compact_events
+from edgefleet.server.logs import compact_logs
 from edgefleet.server.rollout.driver import RolloutDriver
 from edgefleet.server.store.models import Device
 from edgefleet.server.ui.fleet_metrics import FleetHealthCollector
@@ -127,6 +128,10 @@ def _compact(ctx: ServerContext) -> int:
     with ctx.db.session(write=True) as s:
         n = compact_events(
             s, ctx.now(), ctx.settings.event_retention_days, ctx.settings.max_events_per_device
+        )
+    with ctx.db.session(write=True) as s:
+        n += compact_logs(
+            s, ctx.now(), ctx.settings.log_retention_days, ctx.settings.max_log_lines_per_device
         )
     if ctx.db.is_sqlite:
         with ctx.db.engine.connect() as conn:

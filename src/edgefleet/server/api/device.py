@@ -1,4 +1,4 @@
-"""Device API ``/device/v1``: enroll, long-poll the signed desired state, report, fetch blobs.
+"""Device API ``/device/v1``: enroll, long-poll the signed desired state, report, logs, fetch blobs.
 
 Every call but ``enroll`` is a signed request (:mod:`edgefleet.server.auth`); a decommissioned
 device gets 403 ``server.decommissioned`` on its next call.
@@ -23,6 +23,7 @@ from edgefleet.server.context import ServerContext
 from edgefleet.server.desired import etag
 from edgefleet.server.devices import authenticated_device, enroll, record_report
 from edgefleet.server.errors import ForbiddenError, ServerNotFoundError, ServerUnauthenticatedError
+from edgefleet.server.logs import parse_batch, store_batch
 from edgefleet.server.store.models import Bundle, Device
 
 __all__ = ["router"]
@@ -158,6 +159,34 @@ async def report(request: Request, body: ReportIn, ctx: Ctx) -> ReportOut:
                 events=[e.model_dump(mode="json") for e in body.events],
             )
         return ReportOut(applied=applied, last_seq=last)
+
+    return await anyio.to_thread.run_sync(work)
+
+
+@router.post("/logs")
+async def logs(
+    request: Request,
+    ctx: Ctx,
+    batch: Annotated[int, Query(ge=1, le=2**62, description="The device's batch number (increasing).")],
+) -> dict[str, Any]:
+    """A gzip JSON-lines batch of log lines; a batch number already stored is acknowledged and ignored."""
+    raw = await request.body()
+
+    def work() -> dict[str, Any]:
+        device, *_ = _authenticate(ctx, request, raw)
+        lines = parse_batch(raw, max_bytes=ctx.settings.max_log_batch_bytes)
+        with ctx.db.session(write=True) as s:
+            dev = authenticated_device(s, device)
+            stored = store_batch(
+                s,
+                dev,
+                batch,
+                lines,
+                now=ctx.now(),
+                retention_days=ctx.settings.log_retention_days,
+                max_per_device=ctx.settings.max_log_lines_per_device,
+            )
+        return {"stored": stored, "lines": len(lines) if stored else 0, "batch": batch}
 
     return await anyio.to_thread.run_sync(work)
 

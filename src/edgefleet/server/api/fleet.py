@@ -32,6 +32,7 @@ from edgefleet.server.api.schemas import (
 from edgefleet.server.auth import Caller
 from edgefleet.server.devices import decommission, device_status, get_device, relabel
 from edgefleet.server.errors import ServerInputError, ServerNotFoundError
+from edgefleet.server.logs import log_out, query_logs
 from edgefleet.server.selectors import Selector
 from edgefleet.server.store.models import ApiToken, AuditEntry, Device, DeviceEvent, JoinToken, Project
 from edgefleet.server.tenancy import (
@@ -272,6 +273,33 @@ def device_events(project: str, device_id: str, ctx: Ctx, _c: Viewer, paging: Pa
         items = [{"seq": e.seq, "kind": e.kind, "data": e.payload, "at": e.created_at} for e in rows]
     nxt = encode_cursor(rows[-1].seq) if len(rows) == paging.limit else None
     return Page[dict[str, Any]](items=items, next_cursor=nxt)
+
+
+@router.get("/projects/{project}/devices/{device_id}/logs", tags=["devices"])
+def device_logs(
+    project: str,
+    device_id: str,
+    *,
+    ctx: Ctx,
+    _c: Viewer,
+    workload: Annotated[str | None, Query(max_length=128, description="Only this workload's lines.")] = None,
+    since: Annotated[
+        datetime | None, Query(description="Only lines written at or after this time (ISO 8601).")
+    ] = None,
+    after: Annotated[int | None, Query(ge=0, description="Only lines after this cursor (following).")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="At most this many lines.")] = 100,
+) -> dict[str, Any]:
+    """Log lines the device shipped (its agent's and its workloads'), oldest first.
+
+    Without ``after``: the newest ``limit`` lines. To follow, pass the returned ``cursor`` as
+    ``after`` and poll.
+    """
+    if since is not None and since.tzinfo is None:
+        since = _aware(since)
+    with ctx.db.session() as s:
+        get_device(s, project, device_id)
+        rows, cursor = query_logs(s, device_id, workload=workload, since=since, after=after, limit=limit)
+        return {"items": [log_out(r) for r in rows], "cursor": cursor}
 
 
 @router.get("/projects/{project}/audit", tags=["audit"])

@@ -36,6 +36,7 @@ __all__ = [
     "Device",
     "DeviceAssignment",
     "DeviceEvent",
+    "DeviceLog",
     "JoinToken",
     "Project",
     "Release",
@@ -127,6 +128,7 @@ class Device(Base):
     reported: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     health: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    log_batch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     desired_revision: Mapped[int] = mapped_column(BigInteger, default=0)
     desired_doc: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(Ts)
@@ -145,6 +147,25 @@ class DeviceEvent(Base):
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     created_at: Mapped[datetime] = mapped_column(Ts)
+
+
+class DeviceLog(Base):
+    """One log line a device shipped (its agent's or a workload's), kept within the retention limits."""
+
+    __tablename__ = "device_logs"
+    __table_args__ = (
+        Index("ix_device_logs_device_id_id", "device_id", "id"),
+        Index("ix_device_logs_device_id_ts", "device_id", "ts"),
+        Index("ix_device_logs_received_at", "received_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    ts: Mapped[datetime] = mapped_column(Ts)
+    received_at: Mapped[datetime] = mapped_column(Ts)
+    source: Mapped[str] = mapped_column(String(16))
+    workload: Mapped[str | None] = mapped_column(String(128))
+    level: Mapped[str | None] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
 
 
 class Blob(Base):

@@ -167,14 +167,28 @@ function device(id) {
   main.innerHTML = `<h1>Device <span id="dev-name"></span></h1><div id="dev-head"></div>
     <h2>Workloads and health</h2><div id="workloads"></div>
     <h2>Reported metrics <span class="muted">(sampled while this page is open)</span></h2><div class="grid2" id="charts"></div>
-    <div class="grid2"><div><h2>Inventory</h2><pre id="inventory"></pre></div><div><h2>Recent events</h2><div id="events"></div></div></div>`;
+    <div class="grid2"><div><h2>Inventory</h2><pre id="inventory"></pre></div><div><h2>Recent events</h2><div id="events"></div></div></div>
+    <h2>Logs <span class="muted">(agent and workloads, newest last)</span></h2><pre class="logs" id="logs" data-testid="device-logs"></pre>`;
   const plots = new Map();
+  const logs = { cursor: null, lines: [] };
   const series = samples.get(id) || [];
   samples.set(id, series);
   return {
     destroy() { for (const p of plots.values()) p.destroy(); },
     async refresh() {
-      const [d, ev] = await Promise.all([api(proj(`/devices/${encodeURIComponent(id)}`)), api(proj(`/devices/${encodeURIComponent(id)}/events?limit=50`))]);
+      const logPath = `/devices/${encodeURIComponent(id)}/logs?` + (logs.cursor === null ? "limit=200" : `after=${logs.cursor}&limit=1000`);
+      const [d, ev, lg] = await Promise.all([
+        api(proj(`/devices/${encodeURIComponent(id)}`)),
+        api(proj(`/devices/${encodeURIComponent(id)}/events?limit=50`)),
+        api(proj(logPath)),
+      ]);
+      if (lg.cursor !== null) logs.cursor = lg.cursor;
+      logs.lines.push(...lg.items.map((l) => `${String(l.ts).replace("T", " ").slice(0, 19)}  ${l.source === "workload" ? l.workload : "agent"}  ${l.level ?? ""}  ${l.message}`));
+      logs.lines.splice(0, Math.max(0, logs.lines.length - 500));
+      const box = document.getElementById("logs");
+      const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+      box.textContent = logs.lines.length ? logs.lines.join("\n") : "No logs shipped yet.";
+      if (atEnd) box.scrollTop = box.scrollHeight;
       document.getElementById("dev-name").textContent = d.name;
       document.getElementById("dev-head").innerHTML = `<div class="cards">
         <div class="card"><div class="lbl">status</div><div data-testid="device-status">${pill(d.status)}</div></div>
