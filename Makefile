@@ -22,11 +22,12 @@ $(STAMP): pyproject.toml
 
 # The whole system on this machine: control plane, device agent, a signed model rolled out in two
 # waves, a pipeline feeding it (docs/up.md). `make down` stops it; a second `make up` reuses the state.
+# Options go through UP_ARGS, e.g. make up UP_ARGS='--port 8480'.
 up: venv
-	$(BIN)/edgefleet up
+	$(BIN)/edgefleet up $(UP_ARGS)
 
 down:
-	@if [ -x $(BIN)/edgefleet ]; then $(BIN)/edgefleet down; else echo "nothing was running (no $(VENV))"; fi
+	@if [ -x $(BIN)/edgefleet ]; then $(BIN)/edgefleet down $(DOWN_ARGS); else echo "nothing was running (no $(VENV))"; fi
 
 demo: up
 

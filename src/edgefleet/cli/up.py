@@ -163,8 +163,12 @@ def down(
     progress = _RichProgress(c.err, total=1)
     stopped = bring_down(root, purge=purge, progress=progress)
     if not stopped:
-        c.out.print(f"nothing was running (data in {root})", highlight=False)
-    else:
-        c.out.print(f"stopped: {', '.join(stopped)}", highlight=False, soft_wrap=True)
+        c.out.print(f"nothing was running (data in {root})", highlight=False, soft_wrap=True)
+    elif not purge:
+        c.out.print(
+            f"everything stopped; the state stays in {root} for the next 'edgefleet up'",
+            highlight=False,
+            soft_wrap=True,
+        )
     if purge:
-        c.out.print(f"removed {root}", highlight=False)
+        c.out.print(f"everything stopped; removed {root}", highlight=False, soft_wrap=True)

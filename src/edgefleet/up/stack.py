@@ -19,6 +19,7 @@ what it started), with a pid file and a log under the directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -541,6 +542,12 @@ class _Up:
             for w in st.get("workloads", []):
                 if w["deployment"] == DEPLOYMENT:
                     self.endpoint = dict(w)
+            if self.endpoint.get("http_port"):
+                import httpx
+
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    url = f"http://{HOST}:{self.endpoint['http_port']}/v2/models/{BUNDLE}"
+                    self.endpoint["model"] = httpx.get(url, timeout=5.0).json()
         with self.api() as api:
             dep = api.get(api.p(f"/deployments/{DEPLOYMENT}"))
             devices = api.paged(api.p("/devices"), selector=SELECTOR)
