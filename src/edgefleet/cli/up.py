@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -68,6 +70,17 @@ class _RichProgress:
             self.status = None
 
 
+def _command() -> str:
+    """How the user can call this edgefleet: ``edgefleet`` when that is it on PATH, else its path."""
+    import shutil
+
+    me = Path(sys.argv[0]).resolve()
+    if me.name == "edgefleet":
+        found = shutil.which("edgefleet")
+        return "edgefleet" if found and Path(found).resolve() == me else shlex.quote(str(me))
+    return f"{shlex.quote(sys.executable)} -m edgefleet"
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     del signum, frame
     raise KeyboardInterrupt
@@ -99,7 +112,7 @@ def _print_summary(out: Console, s: Summary) -> None:
     )
     p(f"  {escape(s.curl)}", highlight=False, soft_wrap=True)
     p("\n[bold]Or with tritonclient[/] (gRPC):", highlight=False)
-    p("  python - <<'EOF'", highlight=False)
+    p(f"  {escape(sys.executable)} - <<'EOF'", highlight=False)
     for line in s.tritonclient.splitlines():
         p(f"  {escape(line)}", highlight=False, soft_wrap=True)
     p("  EOF", highlight=False)
@@ -133,7 +146,10 @@ def up(
     progress = _RichProgress(c.err, total=7)
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        summary = bring_up(UpOptions(root=root, port=port, default_root=c.settings.data_dir / "up"), progress)
+        summary = bring_up(
+            UpOptions(root=root, port=port, default_root=c.settings.data_dir / "up", command=_command()),
+            progress,
+        )
     except KeyboardInterrupt:
         progress.close()
         c.err.print("interrupted: stopped everything this run had started")

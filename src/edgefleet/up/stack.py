@@ -55,6 +55,7 @@ class UpOptions:
     root: Path
     port: int | None = None
     default_root: Path | None = None  # where `edgefleet down` looks without --data-dir
+    command: str = "edgefleet"  # how to call this edgefleet (in the printed stop command)
     default_port: int = 8470
     simulated_devices: int = 3
     python: str = sys.executable
@@ -574,8 +575,8 @@ class _Up:
 
         default = self.o.default_root
         if default is not None and default.resolve() == self.layout.root.resolve():
-            return "edgefleet down"
-        return f"edgefleet down --data-dir {shlex.quote(str(self.layout.root))}"
+            return f"{self.o.command} down"
+        return f"{self.o.command} down --data-dir {shlex.quote(str(self.layout.root))}"
 
     # -- undoing ---------------------------------------------------------------------------------
 

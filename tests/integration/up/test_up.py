@@ -205,7 +205,7 @@ def test_up_keeps_every_promise_reuses_its_state_and_down_leaves_nothing(
     port = _free_port()
     first = _up_json(_edgefleet("up", "--data-dir", str(data_dir), "--port", str(port), "--json", env=env))
     assert not first["already_running"]
-    assert first["stop"] == f"edgefleet down --data-dir {data_dir}"
+    assert first["stop"] == f"{PY} -m edgefleet down --data-dir {data_dir}"
     _check_promises(first)
     counts = _counts(first)
     assert counts == (4, 1, 1)
