@@ -16,7 +16,7 @@ import pytest
 from edgefleet.errors import ConflictError
 from edgefleet.server.rollout.strategy import Strategy
 from edgefleet.testing.fleet import FleetSimulator, SimulatorConfig
-from edgefleet.up.layout import UpLayout, UpState
+from edgefleet.up.layout import UpLayout, UpState, exclusive
 from edgefleet.up.media import LABELS, PREPROCESS, pipeline_spec
 from edgefleet.up.procs import ProcessTable
 from edgefleet.up.release import deployment_body
@@ -160,3 +160,14 @@ def test_down_with_nothing_running_says_so_and_exits_0(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "nothing was running" in r.stdout
+
+
+def test_one_up_or_down_at_a_time_per_directory(tmp_path: Path) -> None:
+    """While one `up`/`down` holds a directory, another is refused with a clear conflict."""
+    layout = UpLayout(tmp_path / "up")
+    with exclusive(layout):
+        with pytest.raises(ConflictError) as err, exclusive(layout):
+            pass
+        assert err.value.code == "up.busy"
+    with exclusive(layout):  # released
+        pass

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from edgefleet.errors import EdgefleetError
-from edgefleet.up.layout import UpLayout
+from edgefleet.up.layout import UpLayout, exclusive
 from edgefleet.up.procs import ProcessTable
 from edgefleet.up.progress import Progress, Silent
 
@@ -75,7 +75,8 @@ def bring_down(root: Path, *, purge: bool = False, progress: Progress | None = N
     if not layout.root.exists():
         return []
     procs = ProcessTable(layout.run_dir, layout.log_dir)
-    stopped = stop_all(layout, procs, only=None, progress=progress)
+    with exclusive(layout):
+        stopped = stop_all(layout, procs, only=None, progress=progress)
     if purge:
         shutil.rmtree(layout.root)
     return stopped

@@ -15,16 +15,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgefleet.up.errors import UpConflictError
 
-__all__ = ["UpLayout", "UpState"]
+__all__ = ["UpLayout", "UpState", "exclusive"]
 
 STATE_VERSION = 1
 
@@ -82,6 +85,10 @@ class UpLayout:
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:10]
         return f"efup-{digest}"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "up.lock"
+
     def make(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
@@ -136,3 +143,22 @@ class UpState:
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(path)
+
+
+@contextlib.contextmanager
+def exclusive(layout: UpLayout) -> Iterator[None]:
+    """Hold the directory's lock: one `up` or `down` at a time works on it."""
+    layout.make()
+    fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise UpConflictError(
+                f"another 'edgefleet up' or 'edgefleet down' is working on {layout.root}; wait for it",
+                code="up.busy",
+                path=str(layout.root),
+            ) from exc
+        yield
+    finally:
+        os.close(fd)

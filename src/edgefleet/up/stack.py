@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from edgefleet.errors import EdgefleetError, NotFoundError
 from edgefleet.up.down import stop_all
 from edgefleet.up.errors import UpConflictError, UpStepError, UpUnavailableError
-from edgefleet.up.layout import UpLayout, UpState
+from edgefleet.up.layout import UpLayout, UpState, exclusive
 from edgefleet.up.media import make_clip, make_request, pipeline_spec
 from edgefleet.up.procs import ProcessTable
 from edgefleet.up.progress import Progress
@@ -229,6 +229,10 @@ class _Up:
         if self.procs.get("server") is not None:
             self.progress.done(f"running at {self.url}")
             return
+        if not _port_free(port):
+            raise UpUnavailableError(
+                f"port {port} on {HOST} is in use by another program: pass --port", code="up.port_in_use"
+            )
         from edgefleet.server.context import ServerSettings
         from edgefleet.server.service import migrate, open_server
 
@@ -245,10 +249,6 @@ class _Up:
                 code="up.token_lost",
             )
         self.state.save(self.layout)
-        if not _port_free(port):
-            raise UpUnavailableError(
-                f"port {port} on {HOST} is in use by another program: pass --port", code="up.port_in_use"
-            )
         self.start("server", self.server_command(port))
         self.wait(
             f"the control plane on {self.url}", self._server_ready, self.o.server_timeout_s, watch=("server",)
@@ -598,12 +598,15 @@ def _latest(dep: dict[str, Any] | None) -> dict[str, Any] | None:
 def bring_up(options: UpOptions, progress: Progress) -> Summary:
     """Bring everything up (or find it up); on any failure or Ctrl-C, stop what this run started."""
     up = _Up(options, progress)
-    try:
-        return up.run()
-    except BaseException:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+    with exclusive(up.layout):
         try:
-            up.undo()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        raise
+            return up.run()
+        except BaseException:
+            # a second Ctrl-C (or a SIGTERM) must not cut the cleanup short
+            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                up.undo()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            raise

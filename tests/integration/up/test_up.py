@@ -279,3 +279,20 @@ def test_ctrl_c_in_the_middle_of_up_leaves_nothing_running(data_dir: Path, env: 
     assert "interrupted" in err
     assert _processes_using(data_dir) == []
     assert _cgroups_of(layout) == []
+
+
+def test_a_busy_port_is_a_clear_error_and_changes_nothing(data_dir: Path, env: dict[str, str]) -> None:
+    """`up --port P` with P taken: exit 6, the message names the port and the fix, nothing runs and
+    no control plane was created."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _edgefleet("up", "--data-dir", str(data_dir), "--port", str(port), env=env, timeout=120)
+    assert r.returncode == 6, r.stderr
+    assert f"port {port}" in r.stderr
+    assert "--port" in r.stderr
+    assert "up.port_in_use" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert _processes_using(data_dir) == []
+    assert not UpLayout(data_dir).server_dir.exists()
