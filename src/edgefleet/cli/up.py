@@ -29,7 +29,7 @@ EXIT_INTERRUPTED = 130
 DataDirOpt = Annotated[
     Path | None,
     typer.Option(
-        "--data-dir", help="Where everything lives [default: <EDGEFLEET_DATA_DIR>/up].", show_default=False
+        "--data-dir", help="Where everything lives (default: <EDGEFLEET_DATA_DIR>/up).", show_default=False
     ),
 ]
 
@@ -96,7 +96,7 @@ def _print_summary(out: Console, s: Summary) -> None:
         ("rollout", f"{s.rollout['bundle']}: {s.rollout['phase']} in {len(s.rollout['waves'])} waves"),
         ("", s.rollout["note"]),
         ("endpoint", f"{s.endpoint['infer']}   gRPC {s.endpoint['grpc']}   ({s.endpoint['protocol']})"),
-        ("input", f"{s.pipeline['source']}, {s.pipeline['max_fps']:g} frames/s through the endpoint"),
+        ("input", f"{s.pipeline['source']}, {s.pipeline['max_fps']:g} frames/s through the endpoint (gRPC)"),
         ("", f"results: tail -f {s.pipeline['results']}   live preview: {s.pipeline['preview']}"),
     ]
     for key, url in s.metrics.items():
@@ -130,7 +130,7 @@ def up(
     port: Annotated[
         int | None,
         typer.Option(
-            help="Port of the control plane and its dashboard [default: 8470, or the last one].",
+            help="Port of the control plane and its dashboard (default: 8470, or the last one used).",
             min=1,
             max=65535,
         ),

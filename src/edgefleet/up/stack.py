@@ -529,7 +529,9 @@ class _Up:
         self.state.save(self.layout)
         return pipeline_spec(
             model=BUNDLE,
-            endpoint=f"http://{HOST}:{self.endpoint['http_port']}",
+            # gRPC: its client may be used from the pipeline's inference thread (tritonclient's HTTP
+            # client is bound to the greenlet hub of the thread that made it)
+            endpoint=f"grpc://{HOST}:{self.endpoint['grpc_port']}",
             max_fps=self.o.max_fps,
             metrics_port=self.state.pipeline_metrics_port,
             preview_port=self.state.preview_port,

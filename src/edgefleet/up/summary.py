@@ -41,8 +41,8 @@ class Summary:
         return asdict(self)
 
 
-def metric_sum(url: str, name: str, timeout: float = 5.0) -> float:
-    """The sum over every label set of the samples called ``name`` at a Prometheus endpoint."""
+def metric_sum(url: str, name: str, timeout: float = 5.0, **labels: str) -> float:
+    """The sum of the samples called ``name`` (with ``labels``, when given) at a Prometheus endpoint."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,7 +55,7 @@ def metric_sum(url: str, name: str, timeout: float = 5.0) -> float:
     total = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == name:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += float(sample.value)
     return total
 

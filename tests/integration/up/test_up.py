@@ -160,6 +160,7 @@ def _check_promises(s: dict[str, Any]) -> None:
     assert metric_sum(m["server"], "edgefleet_server_devices") >= 4
     assert metric_sum(m["agent"], "edgefleet_agent_polls_total") > 0
     assert metric_sum(m["serve"], "edgefleet_serve_requests_total") > 0
+    assert metric_sum(m["pipeline"], "edgefleet_pipeline_frames_dropped_total", reason="inference_error") == 0
     end = time.monotonic() + 60
     frames = metric_sum(m["pipeline"], "edgefleet_pipeline_frames_out_total")
     while frames < 2 and time.monotonic() < end:  # the pipeline keeps feeding the model
