@@ -126,6 +126,13 @@ class ProcessTable:
             end = self._clock() + 10.0
             while self._alive(rec) and self._clock() < end:
                 self._sleep(0.1)
+        if self._alive(rec):
+            raise UpStepError(
+                f"{name} (pid {rec.pid}) does not stop: it belongs to another user? "
+                "Run this as the user who ran 'edgefleet up'",
+                code="up.stop_failed",
+                name=name,
+            )
         child = self._children.pop(rec.pid, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -140,5 +147,4 @@ class ProcessTable:
             if os.getpgid(rec.pid) == rec.pid:
                 os.killpg(rec.pid, sig)
                 return
-        with contextlib.suppress(ProcessLookupError):
             os.kill(rec.pid, sig)

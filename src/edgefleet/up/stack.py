@@ -608,6 +608,8 @@ def bring_up(options: UpOptions, progress: Progress) -> Summary:
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
                 up.undo()
+            except EdgefleetError as exc:  # the first error is the one to report; say this one too
+                progress.note(f"could not stop everything: {exc.message}")
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
