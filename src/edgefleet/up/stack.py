@@ -1,4 +1,4 @@
-"""`edgefleet up`: the whole system on this machine, step by step, and `edgefleet down`.
+"""`edgefleet up`: the whole system on this machine, step by step (`edgefleet down` is down.py).
 
 Steps (each reuses what a previous `up` left in the directory):
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgefleet.errors import EdgefleetError, NotFoundError
+from edgefleet.errors import EdgefleetError, NotFoundError, OperationFailedError
 from edgefleet.up.down import stop_all
 from edgefleet.up.errors import UpConflictError, UpStepError, UpUnavailableError
 from edgefleet.up.layout import UpLayout, UpState, exclusive
@@ -127,6 +127,9 @@ class _Up:
             raise self._failed(title, log, exc) from exc
         except EdgefleetError as exc:
             raise self._failed(title, log, exc) from exc
+        except OSError as exc:  # a file or a process the step needed
+            failed = OperationFailedError(str(exc), code="up.os_error")
+            raise self._failed(title, log, failed) from exc
 
     def _failed(self, title: str, log: str | None, exc: EdgefleetError) -> UpStepError:
         where = f"; read {self.layout.log(log)}" if log else ""
@@ -190,11 +193,11 @@ class _Up:
         with self.step("device agent", "agent"):
             self.agent()
         with self.step("bundle"):
-            sha = self.bundle()
+            self.bundle()
         with self.step("simulated devices", "simulator"):
             self.simulator()
         with self.step("rollout", "agent"):
-            self.rollout(sha)
+            self.rollout()
         with self.step("inference endpoint", "agent"):
             self.find_endpoint()
         with self.step("input pipeline", "pipeline"):
@@ -336,7 +339,7 @@ class _Up:
             dev = api.get(api.p(f"/devices/{self.state.device_id}"))
         return bool(dev["status"] == "online")
 
-    def bundle(self) -> str:
+    def bundle(self) -> None:
         import json
 
         release = build_and_sign(self.layout)
@@ -355,7 +358,6 @@ class _Up:
                 )
                 release.notes.append("uploaded with its TUF targets metadata")
         self.progress.done(f"{BUNDLE} {VERSION} sha256 {release.sha256[:12]}…: " + ", ".join(release.notes))
-        return release.sha256
 
     def simulator(self) -> None:
         n = self.o.simulated_devices
@@ -417,7 +419,7 @@ class _Up:
             devices = api.paged(api.p("/devices"), selector="device=simulated", status="online")
         return {d["id"] for d in devices} >= set(ids)
 
-    def rollout(self, sha: str) -> None:
+    def rollout(self) -> None:
         with self.api() as api:
             try:
                 dep = api.get(api.p(f"/deployments/{DEPLOYMENT}"))
@@ -463,7 +465,6 @@ class _Up:
                 self.o.rollout_timeout_s,
                 watch=("agent", "server"),
             )
-        del sha
         self.progress.done(f"{DEPLOYMENT} {VERSION} completed in 2 waves")
 
     def find_endpoint(self) -> None:
