@@ -198,6 +198,7 @@ def _counts(s: dict[str, Any]) -> tuple[int, int, int]:
     return devices, bundles, len(items)
 
 
+@pytest.mark.timeout(900)  # three `up`s on a loaded machine; each has its own limit below
 def test_up_keeps_every_promise_reuses_its_state_and_down_leaves_nothing(
     data_dir: Path, env: dict[str, str]
 ) -> None:
@@ -250,6 +251,7 @@ def test_up_keeps_every_promise_reuses_its_state_and_down_leaves_nothing(
     assert "nothing was running" in nothing.stdout
 
 
+@pytest.mark.timeout(600)
 def test_ctrl_c_in_the_middle_of_up_leaves_nothing_running(data_dir: Path, env: dict[str, str]) -> None:
     """SIGINT while the rollout runs (server, agent, simulator and a sandboxed workload are up):
     up stops everything it started, exits 130, and no process or cgroup is left."""
