@@ -1,4 +1,4 @@
-# The front door. `make demo` runs the main job, `make test` runs every check CI runs.
+# The front door. `make up` runs the main job (`edgefleet up`), `make test` runs every check CI runs.
 # Both create their own virtualenv in .venv and install what they need into it.
 
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench venv clean
+.PHONY: up down demo test lint typecheck unit bench venv clean
 
 venv: $(STAMP)
 
@@ -16,15 +16,20 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 	  { echo "could not create a virtualenv: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[up,dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-demo: venv
-	$(BIN)/edgefleet probe
-	@echo
-	@echo "That was this machine's inventory (edgefleet probe). Not built yet: 'edgefleet up' will run the whole"
-	@echo "system here (control plane, device agent, model server) and use this inventory to pick execution providers."
+# The whole system on this machine: control plane, device agent, a signed model rolled out in two
+# waves, a pipeline feeding it (docs/up.md). `make down` stops it; a second `make up` reuses the state.
+# Options go through UP_ARGS, e.g. make up UP_ARGS='--port 8480'.
+up: venv
+	$(BIN)/edgefleet up $(UP_ARGS)
+
+down:
+	@if [ -x $(BIN)/edgefleet ]; then $(BIN)/edgefleet down $(DOWN_ARGS); else echo "nothing was running (no $(VENV))"; fi
+
+demo: up
 
 lint: venv
 	$(BIN)/ruff check src tests bench

@@ -32,6 +32,7 @@ RANKS: dict[str, int] = {
     "serving": 7,
     "server.api": 7,  # with server/ui/, the same HTTP edge of the control plane
     "testing": 8,
+    "up": 8,  # runs the whole system on one machine: starts the programs, talks to them
     "cli": 9,
     "__main__": 10,
 }

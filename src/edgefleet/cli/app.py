@@ -33,6 +33,7 @@ from edgefleet.cli import serve as serve_cli
 from edgefleet.cli import server as server_cli
 from edgefleet.cli import simulate as simulate_cli
 from edgefleet.cli import tune as tune_cli
+from edgefleet.cli import up as up_cli
 from edgefleet.cli.context import CliContext, cli_context
 from edgefleet.config import Settings, load_settings
 from edgefleet.errors import EdgefleetError
@@ -86,6 +87,8 @@ def show_config(ctx: typer.Context) -> None:
 
 
 # Command groups: one module each, registered here in the order `edgefleet --help` lists them.
+app.command("up")(up_cli.up)
+app.command("down")(up_cli.down)
 app.command("probe")(probe_cli.probe)
 app.command("run", context_settings={"allow_interspersed_args": False})(run_cli.run)
 app.add_typer(tune_cli.tune_app)

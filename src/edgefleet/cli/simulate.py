@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +32,14 @@ def simulate(
     ] = 0.2,
     duration: Annotated[float, typer.Option(help="Seconds to run.", min=0)] = 300.0,
     label: Annotated[list[str] | None, typer.Option(help="key=value label of every device.")] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="File (0600) that keeps the devices' identities: a later run with it enrolls nobody.",
+            dir_okay=False,
+        ),
+    ] = None,
     server: ServerOpt = DEFAULT_SERVER,
     ca_cert: CaCertOpt = None,
 ) -> None:
@@ -56,6 +65,7 @@ def simulate(
         jitter=jitter,
         labels=labels,
         ca_cert=str(ca_cert) if ca_cert else None,
+        state_file=str(state) if state else None,
     )
     sim = FleetSimulator(config)
 

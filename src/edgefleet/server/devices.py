@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 from edgefleet.server.context import ServerContext
 from edgefleet.server.desired import refresh_desired
 from edgefleet.server.errors import ForbiddenError, ServerNotFoundError, ServerUnauthenticatedError
+from edgefleet.server.ids import new_id
 from edgefleet.server.keys import load_public_key
 from edgefleet.server.selectors import Selector, validate_labels
 from edgefleet.server.store.models import Deployment, Device, DeviceAssignment, DeviceEvent, Rollout
@@ -72,7 +72,8 @@ def enroll(
             code="server.key_in_use",
             field="public_key",
         )
-    device_id = "dev_" + secrets.token_hex(8)
+    # ordered by enrollment time: rollout waves take devices in id order, so the first enrolled go first
+    device_id = new_id("dev")
     merged = {**token.labels, **validate_labels(labels)}
     dev = Device(
         id=device_id,

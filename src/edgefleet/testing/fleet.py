@@ -17,17 +17,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgefleet.errors import EdgefleetError, OperationFailedError
+from edgefleet.errors import EdgefleetError, InvalidInputError, OperationFailedError
 
 __all__ = ["FleetSimulator", "SimStats", "SimulatorConfig", "VirtualDevice"]
 
@@ -49,6 +51,7 @@ class SimulatorConfig:
     seed: int = 0
     p95_latency_ms: float = 12.0
     ca_cert: str | None = None  # CA (PEM) to verify an https server with
+    state_file: str | None = None  # identities kept here (0600) and reused: a restart enrolls nobody
 
 
 @dataclass
@@ -84,6 +87,24 @@ class VirtualDevice:
         self.seq = 0
         self.polls_since_report = 0
         self.report_pending = False
+
+    def identity(self) -> dict[str, Any]:
+        """What a restart needs to be this device again (the private key included)."""
+        raw = self.key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        return {
+            "index": self.index,
+            "device_id": self.device_id,
+            "key": base64.b64encode(raw).decode(),
+            "server_key": base64.b64encode(self.server_key or b"").decode(),
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Become the device ``saved`` (from :meth:`identity`) describes."""
+        self.key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(saved["key"]))
+        self.device_id = saved["device_id"]
+        self.server_key = base64.b64decode(saved["server_key"])
 
     @property
     def public_b64(self) -> str:
@@ -250,6 +271,7 @@ class FleetSimulator:
             self._client = None
 
     async def enroll_all(self, devices: list[VirtualDevice] | None = None) -> None:
+        self._load_identities()
         todo = [d for d in (devices or self.devices) if d.device_id is None]
         sem = asyncio.Semaphore(self.config.enroll_concurrency)
 
@@ -257,7 +279,46 @@ class FleetSimulator:
             async with sem:
                 await d.enroll(self.client())
 
-        await asyncio.gather(*(one(d) for d in todo))
+        try:
+            await asyncio.gather(*(one(d) for d in todo))
+        finally:
+            if todo:
+                self._save_identities()
+
+    def _load_identities(self) -> None:
+        if not self.config.state_file:
+            return
+        path = Path(self.config.state_file)
+        try:
+            saved = json.loads(path.read_text()) if path.exists() else {}
+            by_index = {int(d["index"]): d for d in saved.get("devices", [])}
+            if saved and saved.get("server") != self.config.server:
+                by_index = {}  # another server: these identities mean nothing there
+            for d in self.devices:
+                if d.device_id is None and d.index in by_index:
+                    d.restore(by_index[d.index])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidInputError(
+                f"simulator state {path}: cannot read it ({exc}); remove it to enroll new devices",
+                code="simulate.state_invalid",
+                field="state_file",
+            ) from exc
+
+    def _save_identities(self) -> None:
+        if not self.config.state_file:
+            return
+        path = Path(self.config.state_file)
+        data = {
+            "server": self.config.server,
+            "devices": [d.identity() for d in self.devices if d.device_id is not None],
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
 
     def add_devices(self, n: int, *, failing: bool = False) -> list[VirtualDevice]:
         start = len(self.devices)

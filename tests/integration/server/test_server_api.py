@@ -102,6 +102,19 @@ def test_join_token_single_use_expiry_and_labels(server: Server) -> None:
     )
 
 
+def test_device_ids_sort_by_enrollment_so_waves_take_the_first_enrolled_first(server: Server) -> None:
+    """Device ids are ordered by enrollment time: a rollout's waves (filled in id order) start with
+    the devices enrolled first."""
+    token = server.join_token(max_uses=3)
+    ids = []
+    for _ in range(3):
+        d = Dev(server)
+        assert d.enroll(token).status_code == 201
+        ids.append(d.id)
+        time.sleep(0.003)  # ids carry milliseconds
+    assert ids == sorted(ids)
+
+
 def test_desired_state_signed_etag_and_long_poll(server: Server) -> None:
     """The document verifies with the server key; a matching ETag gives 304; a change wakes a long-poll."""
     dev = Dev(server)
