@@ -1,0 +1,99 @@
+"""Every command shown in the documentation runs (see tests/docs/blocks.py for the convention)."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from tests.docs.blocks import Block, DocError, Page, parse_page
+from tests.docs.runner import REPO, command_available, run_page
+
+_PAGES = sorted(
+    [p for p in REPO.glob("*.md")] + [p for p in (REPO / "docs").rglob("*.md")],
+    key=lambda p: str(p.relative_to(REPO)),
+)
+
+
+def _load() -> tuple[list[Page], list[str]]:
+    pages: list[Page] = []
+    errors: list[str] = []
+    for path in _PAGES:
+        try:
+            pages.append(parse_page(path, str(path.relative_to(REPO))))
+        except DocError as exc:
+            errors.append(str(exc))
+    return pages, errors
+
+
+PAGES, PARSE_ERRORS = _load()
+
+
+def _runnable(block: Block, *, bench: bool) -> bool:
+    if block.skip_class is not None or (block.bench and not bench):
+        return False
+    return block.requires_command is None or command_available(block.requires_command)
+
+
+def _run(page: Page, *, bench: bool) -> None:
+    blocks = [b for b in page.blocks if _runnable(b, bench=bench)]
+    if not blocks:
+        pytest.skip(f"{page.path}: no block runs here")
+    result = run_page(page, blocks)
+    assert result.ok, f"{result.message}\n--- output of {page.path} ---\n{result.output[-6000:]}"
+
+
+@pytest.mark.unit
+def test_every_page_follows_the_convention() -> None:
+    """Pages parse: directives are known, skips have a class and a reason, no command hides in a plain block."""
+    assert not PARSE_ERRORS, "\n".join(PARSE_ERRORS)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "page",
+    [p for p in PAGES if any(not b.bench and b.skip_class is None for b in p.blocks)],
+    ids=lambda p: p.path,
+)
+def test_page_commands_run(page: Page) -> None:
+    """The page's shell blocks, in order, in one sandbox: each command succeeds (or fails as shown)."""
+    _run(page, bench=False)
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("page", [p for p in PAGES if any(b.bench for b in p.blocks)], ids=lambda p: p.path)
+def test_page_benchmarks_run(page: Page) -> None:
+    """The page with its benchmark blocks (minutes each): `make bench` runs them."""
+    _run(page, bench=True)
+
+
+_NOT_RUN = [b for p in PAGES for b in p.blocks if b.skip_class is not None or b.requires_command]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "block",
+    [
+        pytest.param(b, marks=pytest.mark.hardware) if b.skip_class == "hardware" else b
+        for b in _NOT_RUN
+    ],
+    ids=lambda b: b.where,
+)
+def test_block_not_run_here(block: Block) -> None:
+    """A block the default run leaves out says why: hardware (a skip), CI's own command, or a pending command."""
+    if block.skip_class == "hardware":
+        pytest.skip(f"{block.where}: {block.skip_reason}")
+    if block.skip_class == "ci":
+        ci = (REPO / ".ci" / "run").read_text()
+        ci_lines = {line.strip() for line in ci.splitlines()}
+        for line in block.text.splitlines():
+            cmd = line.split("#", 1)[0].strip()
+            if cmd:
+                assert cmd in ci_lines, f"{block.where}: {cmd!r} is marked as CI's command but .ci/run lacks it"
+        return
+    assert block.requires_command is not None
+    if not command_available(block.requires_command):
+        pytest.skip(
+            f"{block.where}: pending: {block.requires_command!r} does not exist yet "
+            f"({shlex.quote(block.requires_command)} --help failed)"
+        )
