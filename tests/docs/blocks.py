@@ -5,10 +5,12 @@ they share variables, files and background processes. What cannot simply run top
 by an HTML comment right before a block (the reader never sees it) or anywhere in the page:
 
 ``<!-- docs-test: skip class="hardware" reason="needs a Jetson" -->``
-    Do not run the next block. ``class`` is ``hardware`` (a board, an accelerator, systemd as PID 1:
-    what the test machine cannot have; allowed even under ``EDGEFLEET_REQUIRE_ALL=1``) or ``ci``
-    (the command is the one ``.ci/run`` runs, which runs this test: the test checks that ``.ci/run``
-    holds it). Any other class is refused.
+    Do not run the next block: it needs what a test machine cannot have (a board, an accelerator,
+    systemd as PID 1). The only class; allowed even under ``EDGEFLEET_REQUIRE_ALL=1``, and reported
+    as a skip with its reason.
+``<!-- docs-test: runs-this-test "make test" -->``
+    In the next block, that command is not run: it is the command that runs this test (a Makefile
+    target whose recipe runs pytest; the test checks that it does). Running it here would recurse.
 ``<!-- docs-test: bench -->``
     The next block reproduces a measurement (minutes): it runs with ``pytest -m bench``
     (``make bench``), the rest of the page with it, never in the default run.
@@ -19,11 +21,21 @@ by an HTML comment right before a block (the reader never sees it) or anywhere i
     A placeholder the reader fills from earlier output: in the next block, the text is replaced by
     shell text evaluated when the block runs.
 ``<!-- docs-test: wait-http "http://127.0.0.1:8470/healthz" -->``
-    After the next block (which started a server with ``&``), wait until the URL answers.
-``<!-- docs-test: free-port 8470 8000 -->`` (page-wide)
+    Before the next block, wait until the URL answers (a server an earlier block started with ``&``
+    is still starting; a reader would wait too).
+``<!-- docs-test: file "orient.toml" -->``
+    Before a block that is not shell (TOML, JSON, YAML): write its text to that file, in page order,
+    as the reader would save it.
+Page-wide, anywhere in the page:
+``<!-- docs-test: free-port 8470 8000 -->``
     These port numbers are replaced by free ports in every command of the page, so that a page
     never collides with a service already running.
-``<!-- docs-test: timeout 300 -->`` (page-wide)
+``<!-- docs-test: replace-all "/opt/edgefleet" with "$PWD/root/opt/edgefleet" -->``
+    Like ``replace``, in every block of the page: a path on the host is moved into the sandbox.
+``<!-- docs-test: requires-tcp 127.0.0.1:5432 -->``
+    The page needs this service (PostgreSQL here); without it the page is skipped (a failure under
+    ``EDGEFLEET_REQUIRE_ALL=1``).
+``<!-- docs-test: timeout 300 -->``
     Seconds the whole page may run (default 180).
 
 In a ```console block, lines starting with ``$ `` are commands (``> `` continues one) and the other
@@ -44,7 +56,7 @@ from pathlib import Path
 __all__ = ["Block", "Command", "DocError", "Page", "parse_page"]
 
 SHELL_LANGS = frozenset({"sh", "bash", "console"})
-SKIP_CLASSES = frozenset({"hardware", "ci"})
+SKIP_CLASSES = frozenset({"hardware"})
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 _DIRECTIVE = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->", re.DOTALL)
 _LOOKS_LIKE_COMMAND = re.compile(r"^\s*(\$ |edgefleet |\.venv/bin/|make |pip |curl |sudo )")
@@ -87,6 +99,8 @@ class Block:
     requires_command: str | None = None
     replacements: list[tuple[str, str]] = field(default_factory=list)
     wait_http: list[str] = field(default_factory=list)
+    runs_this_test: list[str] = field(default_factory=list)
+    file: str | None = None  # lang "file": write text to this file
 
     @property
     def where(self) -> str:
@@ -98,6 +112,8 @@ class Page:
     path: str
     blocks: list[Block]
     free_ports: list[int] = field(default_factory=list)
+    replacements: list[tuple[str, str]] = field(default_factory=list)
+    requires_tcp: list[str] = field(default_factory=list)
     timeout: float = 180.0
 
 
@@ -153,6 +169,10 @@ def parse_page(path: Path, rel: str) -> Page:
                     page.free_ports += [int(w) for w in words[1:]]
                 elif words[0] == "timeout":
                     page.timeout = float(words[1])
+                elif words[0] == "requires-tcp" and len(words) == 2:
+                    page.requires_tcp.append(words[1])
+                elif words[0] == "replace-all" and len(words) == 4 and words[2] == "with":
+                    page.replacements.append((words[1], words[3]))
                 else:
                     pending.append((start + 1, m.group(1)))
             i += 1
@@ -178,6 +198,11 @@ def parse_page(path: Path, rel: str) -> Page:
             for line_no, directive in pending:
                 _apply(block, directive, f"{rel}:{line_no}")
             page.blocks.append(block)
+        elif len(pending) == 1 and _words(pending[0][1], rel)[0] == "file":
+            words = _words(pending[0][1], f"{rel}:{pending[0][0]}")
+            if len(words) != 2:
+                raise DocError(f"{rel}:{pending[0][0]}: file needs one file name")
+            page.blocks.append(Block(rel, i + 2, "file", "\n".join(body), file=words[1]))
         else:
             if pending:
                 raise DocError(f"{rel}:{pending[0][0]}: docs-test directive before a {lang or 'plain'} block")
@@ -205,6 +230,8 @@ def _apply(block: Block, directive: str, where: str) -> None:
                 f"{where}: skip needs class= one of {sorted(SKIP_CLASSES)} and a reason= (got {directive!r})"
             )
         block.skip_class, block.skip_reason = cls, reason
+    elif kind == "runs-this-test" and len(args) == 1:
+        block.runs_this_test.append(args[0])
     elif kind == "bench":
         block.bench = True
     elif kind == "requires-command" and len(args) == 1:
@@ -215,6 +242,6 @@ def _apply(block: Block, directive: str, where: str) -> None:
         block.wait_http.append(args[0])
     else:
         raise DocError(
-            f"{where}: unknown docs-test directive {directive!r}; known: skip, bench, requires-command, "
-            "replace ... with ..., wait-http, free-port, timeout"
+            f"{where}: unknown docs-test directive {directive!r}; known: skip, runs-this-test, bench, "
+            "requires-command, replace ... with ..., wait-http, file, free-port, replace-all, requires-tcp, timeout"
         )

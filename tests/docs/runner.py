@@ -57,10 +57,12 @@ def command_available(command: str) -> bool:
 class _Script:
     """The bash text of a page, with the page line of every script line."""
 
-    def __init__(self, ports: dict[int, int]) -> None:
+    def __init__(self, ports: dict[int, int], replacements: list[tuple[str, str]]) -> None:
         self.lines: list[str] = []
         self.where: list[str] = []
         self.ports = ports
+        self.replacements = replacements
+        self.offset = 0
 
     def _sub(self, text: str) -> str:
         for old, new in self.ports.items():
@@ -73,13 +75,7 @@ class _Script:
             self.where.append(where)
 
     def block(self, block: Block) -> None:
-        self.emit(f"echo '__EF_BLOCK__ {block.where}'", block.where)
-        if block.lang == "console":
-            for cmd in block.commands:
-                self._console(block, cmd.line, self._fill(block, cmd.text), cmd.error_codes, cmd.expects_error)
-        else:
-            for k, line in enumerate(self._fill(block, block.text).split("\n")):
-                self.emit(line, f"{block.page}:{block.line + k}")
+        self.emit(f"echo \"__EF_BLOCK__ {block.where} (at ${{SECONDS}}s)\"", block.where)
         for url in block.wait_http:
             url = self._sub(url)
             self.emit(
@@ -88,11 +84,27 @@ class _Script:
                 f"{{ echo '__EF_NOT_READY__ {block.where} {url}'; exit 96; }}",
                 block.where,
             )
-
+        if block.lang == "file":
+            assert block.file is not None
+            self.emit(f"cat > {shlex.quote(block.file)} <<'__EF_FILE_END__'", block.where)
+            for k, line in enumerate(block.text.split("\n")):
+                self.emit(line, f"{block.page}:{block.line + k}")
+            self.emit("__EF_FILE_END__", block.where)
+            return
+        if block.lang == "console":
+            for cmd in block.commands:
+                self._console(block, cmd.line, self._fill(block, cmd.text), cmd.error_codes, cmd.expects_error)
+        else:
+            for k, line in enumerate(self._fill(block, block.text).split("\n")):
+                self.emit(line, f"{block.page}:{block.line + k}")
     def _fill(self, block: Block, text: str) -> str:
-        for old, new in block.replacements:
+        for old, new in [*block.replacements, *self.replacements]:
             text = text.replace(old, new)
-        return self._sub(text)
+        lines = []
+        for line in text.split("\n"):
+            cmd = line.split("#", 1)[0].strip()
+            lines.append(": runs this test" if cmd in block.runs_this_test else line)
+        return self._sub("\n".join(lines))
 
     def _console(self, block: Block, line: int, text: str, codes: list[str], fails: bool) -> None:
         where = f"{block.page}:{line}"
@@ -112,7 +124,7 @@ class _Script:
 
     def text(self) -> str:
         head = [
-            "set -eE -o pipefail",
+            "set -eE",  # no pipefail: a reader's shell has none (`cmd | grep -q` must work)
             "trap 'echo \"__EF_FAIL__ $LINENO $?\"' ERR",
         ]
         # Header lines shift LINENO: the where table is indexed from the first page line.
@@ -151,7 +163,7 @@ def _env(root: Path) -> dict[str, str]:
 def run_page(page: Page, blocks: list[Block], *, timeout: float | None = None) -> PageResult:
     """Run ``blocks`` (in page order) in a fresh sandbox; stop every process it left behind."""
     ports = {p: _free_port() for p in page.free_ports}
-    script = _Script(ports)
+    script = _Script(ports, page.replacements)
     for block in blocks:
         script.block(block)
     limit = timeout or page.timeout
@@ -181,7 +193,7 @@ def run_page(page: Page, blocks: list[Block], *, timeout: float | None = None) -
         output = log.read_text(errors="replace")
     seconds = time.monotonic() - started
     if timed_out:
-        last = re.findall(r"^__EF_BLOCK__ (\S+)$", output, re.MULTILINE)
+        last = re.findall(r"^__EF_BLOCK__ (\S+)", output, re.MULTILINE)
         where = last[-1] if last else page.path
         return PageResult(False, f"{where}: still running after {limit:.0f}s", output, seconds)
     mark = _MARK.search(output)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shlex
+import socket
 
 import pytest
 
@@ -35,10 +37,22 @@ def _runnable(block: Block, *, bench: bool) -> bool:
     return block.requires_command is None or command_available(block.requires_command)
 
 
+def _reachable(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
 def _run(page: Page, *, bench: bool) -> None:
     blocks = [b for b in page.blocks if _runnable(b, bench=bench)]
     if not blocks:
         pytest.skip(f"{page.path}: no block runs here")
+    for address in page.requires_tcp:
+        if not _reachable(address):
+            pytest.skip(f"{page.path} needs a service on {address}")
     result = run_page(page, blocks)
     assert result.ok, f"{result.message}\n--- output of {page.path} ---\n{result.output[-6000:]}"
 
@@ -52,7 +66,7 @@ def test_every_page_follows_the_convention() -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "page",
-    [p for p in PAGES if any(not b.bench and b.skip_class is None for b in p.blocks)],
+    [p for p in PAGES if any(not b.bench and b.skip_class is None and b.lang != "file" for b in p.blocks)],
     ids=lambda p: p.path,
 )
 def test_page_commands_run(page: Page) -> None:
@@ -67,7 +81,9 @@ def test_page_benchmarks_run(page: Page) -> None:
     _run(page, bench=True)
 
 
-_NOT_RUN = [b for p in PAGES for b in p.blocks if b.skip_class is not None or b.requires_command]
+_NOT_RUN = [
+    b for p in PAGES for b in p.blocks if b.skip_class is not None or b.requires_command or b.runs_this_test
+]
 
 
 @pytest.mark.unit
@@ -80,19 +96,19 @@ _NOT_RUN = [b for p in PAGES for b in p.blocks if b.skip_class is not None or b.
     ids=lambda b: b.where,
 )
 def test_block_not_run_here(block: Block) -> None:
-    """A block the default run leaves out says why: hardware (a skip), CI's own command, or a pending command."""
+    """What the default run leaves out says why: hardware (a skip), the command that runs this test, or a
+    command still pending."""
     if block.skip_class == "hardware":
         pytest.skip(f"{block.where}: {block.skip_reason}")
-    if block.skip_class == "ci":
-        ci = (REPO / ".ci" / "run").read_text()
-        ci_lines = {line.strip() for line in ci.splitlines()}
-        for line in block.text.splitlines():
-            cmd = line.split("#", 1)[0].strip()
-            if cmd:
-                assert cmd in ci_lines, f"{block.where}: {cmd!r} is marked as CI's command but .ci/run lacks it"
-        return
-    assert block.requires_command is not None
-    if not command_available(block.requires_command):
+    makefile = (REPO / "Makefile").read_text()
+    for cmd in block.runs_this_test:
+        shown = [line.split("#", 1)[0].strip() for line in block.text.splitlines()]
+        assert cmd in shown, f"{block.where}: runs-this-test {cmd!r} is not a line of the block"
+        target = re.fullmatch(r"make (\w+)", cmd)
+        assert target, f"{block.where}: runs-this-test takes a 'make TARGET' command, not {cmd!r}"
+        recipe = re.search(rf"^{target.group(1)}:.*\n((?:\t.*\n)*)", makefile, re.MULTILINE)
+        assert recipe and "pytest" in recipe.group(1), f"{block.where}: 'make {target.group(1)}' runs no pytest"
+    if block.requires_command and not command_available(block.requires_command):
         pytest.skip(
             f"{block.where}: pending: {block.requires_command!r} does not exist yet "
             f"({shlex.quote(block.requires_command)} --help failed)"
