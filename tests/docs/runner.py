@@ -79,8 +79,8 @@ class _Script:
         for url in block.wait_http:
             url = self._sub(url)
             self.emit(
-                f"for _i in $(seq 1 240); do curl -fsS -o /dev/null {shlex.quote(url)} && break; sleep 0.5; done; "
-                f"curl -fsS -o /dev/null {shlex.quote(url)} || "
+                f"for _i in $(seq 1 240); do curl -kfsS -o /dev/null {shlex.quote(url)} && break; sleep 0.5; done; "
+                f"curl -kfsS -o /dev/null {shlex.quote(url)} || "
                 f"{{ echo '__EF_NOT_READY__ {block.where} {url}'; exit 96; }}",
                 block.where,
             )
