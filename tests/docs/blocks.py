@@ -35,6 +35,10 @@ Page-wide, anywhere in the page:
 ``<!-- docs-test: requires-tcp 127.0.0.1:5432 -->``
     The page needs this service (PostgreSQL here); without it the page is skipped (a failure under
     ``EDGEFLEET_REQUIRE_ALL=1``).
+``<!-- docs-test: keep-cache "cache/image" -->``
+    This part of the data directory outlives the sandbox (it lives under
+    ``~/.cache/edgefleet-docs-test``): downloads a second run need not repeat, as on a reader's
+    machine. Each command still runs in full.
 ``<!-- docs-test: timeout 300 -->``
     Seconds the whole page may run (default 180).
 
@@ -114,6 +118,7 @@ class Page:
     free_ports: list[int] = field(default_factory=list)
     replacements: list[tuple[str, str]] = field(default_factory=list)
     requires_tcp: list[str] = field(default_factory=list)
+    keep_cache: list[str] = field(default_factory=list)
     timeout: float = 180.0
 
 
@@ -169,6 +174,8 @@ def parse_page(path: Path, rel: str) -> Page:
                     page.free_ports += [int(w) for w in words[1:]]
                 elif words[0] == "timeout":
                     page.timeout = float(words[1])
+                elif words[0] == "keep-cache" and len(words) == 2:
+                    page.keep_cache.append(words[1])
                 elif words[0] == "requires-tcp" and len(words) == 2:
                     page.requires_tcp.append(words[1])
                 elif words[0] == "replace-all" and len(words) == 4 and words[2] == "with":
@@ -243,5 +250,6 @@ def _apply(block: Block, directive: str, where: str) -> None:
     else:
         raise DocError(
             f"{where}: unknown docs-test directive {directive!r}; known: skip, runs-this-test, bench, "
-            "requires-command, replace ... with ..., wait-http, file, free-port, replace-all, requires-tcp, timeout"
+            "requires-command, replace ... with ..., wait-http, file, free-port, replace-all, requires-tcp, "
+            "keep-cache, timeout"
         )

@@ -79,7 +79,7 @@ class _Script:
         for url in block.wait_http:
             url = self._sub(url)
             self.emit(
-                f"for _i in $(seq 1 240); do curl -kfsS -o /dev/null {shlex.quote(url)} && break; sleep 0.5; done; "
+                f"for _i in $(seq 1 240); do curl -kfs -o /dev/null {shlex.quote(url)} && break; sleep 0.5; done; "
                 f"curl -kfsS -o /dev/null {shlex.quote(url)} || "
                 f"{{ echo '__EF_NOT_READY__ {block.where} {url}'; exit 96; }}",
                 block.where,
@@ -171,6 +171,11 @@ def run_page(page: Page, blocks: list[Block], *, timeout: float | None = None) -
     with tempfile.TemporaryDirectory(prefix="ef-docs-") as tmp:
         root = Path(tmp)
         work = _workdir(root)
+        for sub in page.keep_cache:
+            kept = Path.home() / ".cache" / "edgefleet-docs-test" / sub
+            kept.mkdir(parents=True, exist_ok=True)
+            (root / "data" / sub).parent.mkdir(parents=True, exist_ok=True)
+            (root / "data" / sub).symlink_to(kept)
         (root / "page.sh").write_text(script.text())
         log = root / "output.log"
         with log.open("wb") as out:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import socket
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
 from tests.docs.blocks import Block, DocError, Page, parse_page
-from tests.docs.runner import REPO, command_available, run_page
+from tests.docs.runner import REPO, PageResult, command_available, run_page
 
 _PAGES = sorted(
     [p for p in REPO.glob("*.md")] + [p for p in (REPO / "docs").rglob("*.md")],
@@ -46,15 +48,48 @@ def _reachable(address: str) -> bool:
         return False
 
 
-def _run(page: Page, *, bench: bool) -> None:
+def _start(page: Page, *, bench: bool) -> Future[PageResult] | str:
+    """Start the page in the pool, or say why it does not run here."""
     blocks = [b for b in page.blocks if _runnable(b, bench=bench)]
-    if not blocks:
-        pytest.skip(f"{page.path}: no block runs here")
+    if not any(b.lang != "file" for b in blocks):
+        return f"{page.path}: no block runs here"
     for address in page.requires_tcp:
         if not _reachable(address):
-            pytest.skip(f"{page.path} needs a service on {address}")
-    result = run_page(page, blocks)
+            return f"{page.path} needs a service on {address}"
+    return _pool().submit(run_page, page, blocks)
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    # Pages wait on servers, polls and sleeps much of the time: a few at once (EDGEFLEET_DOCS_JOBS).
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=int(os.environ.get("EDGEFLEET_DOCS_JOBS", "3"))))
+    return _POOL[0]
+
+
+@pytest.fixture(scope="module")
+def started(request: pytest.FixtureRequest) -> dict[str, Future[PageResult] | str]:
+    """Every selected page, started at once on first use; each test waits for its own."""
+    selected = {
+        item.callspec.params["page"].path
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_page_commands_run" and hasattr(item, "callspec")
+    }
+    return {p.path: _start(p, bench=False) for p in DEFAULT_PAGES if p.path in selected}
+
+
+def _check(outcome: Future[PageResult] | str, page: Page) -> None:
+    if isinstance(outcome, str):
+        pytest.skip(outcome)
+    result = outcome.result()
     assert result.ok, f"{result.message}\n--- output of {page.path} ---\n{result.output[-6000:]}"
+
+
+DEFAULT_PAGES = [
+    p for p in PAGES if any(not b.bench and b.skip_class is None and b.lang != "file" for b in p.blocks)
+]
 
 
 @pytest.mark.unit
@@ -64,21 +99,20 @@ def test_every_page_follows_the_convention() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(
-    "page",
-    [p for p in PAGES if any(not b.bench and b.skip_class is None and b.lang != "file" for b in p.blocks)],
-    ids=lambda p: p.path,
-)
-def test_page_commands_run(page: Page) -> None:
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("page", DEFAULT_PAGES, ids=lambda p: p.path)
+def test_page_commands_run(page: Page, started: dict[str, Future[PageResult] | str]) -> None:
     """The page's shell blocks, in order, in one sandbox: each command succeeds (or fails as shown)."""
-    _run(page, bench=False)
+    _check(started[page.path], page)
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(7200)
 @pytest.mark.parametrize("page", [p for p in PAGES if any(b.bench for b in p.blocks)], ids=lambda p: p.path)
 def test_page_benchmarks_run(page: Page) -> None:
-    """The page with its benchmark blocks (minutes each): `make bench` runs them."""
-    _run(page, bench=True)
+    """The page with its benchmark blocks (minutes each): `make bench` runs them, one page at a time."""
+    outcome = _start(page, bench=True)
+    _check(outcome, page)
 
 
 _NOT_RUN = [
