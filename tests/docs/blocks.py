@@ -151,7 +151,7 @@ def _console_commands(lines: list[str], first: int) -> list[Command]:
     return out
 
 
-def parse_page(path: Path, rel: str) -> Page:
+def parse_page(path: Path, rel: str) -> Page:  # noqa: PLR0912, PLR0915 - one pass, one branch per kind of line
     """Read one Markdown page: its shell blocks and their directives."""
     lines = path.read_text(encoding="utf-8").splitlines()
     page = Page(rel, [])
@@ -192,7 +192,7 @@ def parse_page(path: Path, rel: str) -> Page:
         body: list[str] = []
         j = i + 1
         while j < len(lines) and not lines[j].strip().startswith(marker[0] * len(marker)):
-            body.append(lines[j][len(indent) :] if lines[j].startswith(indent) else lines[j])
+            body.append(lines[j].removeprefix(indent))
             j += 1
         if j == len(lines):
             raise DocError(f"{rel}:{i + 1}: code block never closed")

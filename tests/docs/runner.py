@@ -75,12 +75,12 @@ class _Script:
             self.where.append(where)
 
     def block(self, block: Block) -> None:
-        self.emit(f"echo \"__EF_BLOCK__ {block.where} (at ${{SECONDS}}s)\"", block.where)
-        for url in block.wait_http:
-            url = self._sub(url)
+        self.emit(f'echo "__EF_BLOCK__ {block.where} (at ${{SECONDS}}s)"', block.where)
+        for wanted in block.wait_http:
+            url = shlex.quote(self._sub(wanted))
             self.emit(
-                f"for _i in $(seq 1 240); do curl -kfs -o /dev/null {shlex.quote(url)} && break; sleep 0.5; done; "
-                f"curl -kfsS -o /dev/null {shlex.quote(url)} || "
+                f"for _i in $(seq 1 240); do curl -kfs -o /dev/null {url} && break; sleep 0.5; done; "
+                f"curl -kfsS -o /dev/null {url} || "
                 f"{{ echo '__EF_NOT_READY__ {block.where} {url}'; exit 96; }}",
                 block.where,
             )
@@ -93,10 +93,12 @@ class _Script:
             return
         if block.lang == "console":
             for cmd in block.commands:
-                self._console(block, cmd.line, self._fill(block, cmd.text), cmd.error_codes, cmd.expects_error)
+                text = self._fill(block, cmd.text)
+                self._console(block, cmd.line, text, cmd.error_codes, cmd.expects_error)
         else:
             for k, line in enumerate(self._fill(block, block.text).split("\n")):
                 self.emit(line, f"{block.page}:{block.line + k}")
+
     def _fill(self, block: Block, text: str) -> str:
         for old, new in [*block.replacements, *self.replacements]:
             text = text.replace(old, new)
@@ -117,7 +119,7 @@ class _Script:
         self.emit("fi; printf '%s\\n' \"$__ef_out\"", where)
         for code in codes:
             self.emit(
-                f"grep -qF -- {shlex.quote('[' + code + ']')} <<<\"$__ef_out\" || "
+                f'grep -qF -- {shlex.quote("[" + code + "]")} <<<"$__ef_out" || '
                 f"{{ echo '__EF_MISSING_CODE__ {where} [{code}]'; exit 98; }}",
                 where,
             )
@@ -145,7 +147,7 @@ def _workdir(root: Path) -> Path:
 
 
 def _env(root: Path) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_") and not k.startswith("PYTEST")}
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEFLEET_", "PYTEST"))}
     home = root / "home"
     home.mkdir()
     keep.update(

@@ -14,7 +14,7 @@ from tests.docs.blocks import Block, DocError, Page, parse_page
 from tests.docs.runner import REPO, PageResult, command_available, run_page
 
 _PAGES = sorted(
-    [p for p in REPO.glob("*.md")] + [p for p in (REPO / "docs").rglob("*.md")],
+    [*REPO.glob("*.md"), *(REPO / "docs").rglob("*.md")],
     key=lambda p: str(p.relative_to(REPO)),
 )
 
@@ -94,7 +94,7 @@ DEFAULT_PAGES = [
 
 @pytest.mark.unit
 def test_every_page_follows_the_convention() -> None:
-    """Pages parse: directives are known, skips have a class and a reason, no command hides in a plain block."""
+    """Pages parse: directives are known, skips have a class and a reason, no command hides elsewhere."""
     assert not PARSE_ERRORS, "\n".join(PARSE_ERRORS)
 
 
@@ -123,10 +123,7 @@ _NOT_RUN = [
 @pytest.mark.unit
 @pytest.mark.parametrize(
     "block",
-    [
-        pytest.param(b, marks=pytest.mark.hardware) if b.skip_class == "hardware" else b
-        for b in _NOT_RUN
-    ],
+    [pytest.param(b, marks=pytest.mark.hardware) if b.skip_class == "hardware" else b for b in _NOT_RUN],
     ids=lambda b: b.where,
 )
 def test_block_not_run_here(block: Block) -> None:
@@ -141,7 +138,8 @@ def test_block_not_run_here(block: Block) -> None:
         target = re.fullmatch(r"make (\w+)", cmd)
         assert target, f"{block.where}: runs-this-test takes a 'make TARGET' command, not {cmd!r}"
         recipe = re.search(rf"^{target.group(1)}:.*\n((?:\t.*\n)*)", makefile, re.MULTILINE)
-        assert recipe and "pytest" in recipe.group(1), f"{block.where}: 'make {target.group(1)}' runs no pytest"
+        assert recipe, f"{block.where}: the Makefile has no target {target.group(1)!r}"
+        assert "pytest" in recipe.group(1), f"{block.where}: 'make {target.group(1)}' runs no pytest"
     if block.requires_command and not command_available(block.requires_command):
         pytest.skip(
             f"{block.where}: pending: {block.requires_command!r} does not exist yet "
