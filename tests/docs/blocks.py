@@ -39,6 +39,9 @@ Page-wide, anywhere in the page:
     This part of the data directory outlives the sandbox (it lives under
     ``~/.cache/edgefleet-docs-test``): downloads a second run need not repeat, as on a reader's
     machine. Each command still runs in full.
+``<!-- docs-test: cleanup ".venv/bin/edgefleet down --purge" -->``
+    Run this when the page ends, also after a failure or a timeout: what the page started outside its
+    process group (daemons) is stopped. Its own failure is ignored.
 ``<!-- docs-test: timeout 300 -->``
     Seconds the whole page may run (default 180).
 
@@ -119,6 +122,7 @@ class Page:
     replacements: list[tuple[str, str]] = field(default_factory=list)
     requires_tcp: list[str] = field(default_factory=list)
     keep_cache: list[str] = field(default_factory=list)
+    cleanup: list[str] = field(default_factory=list)
     timeout: float = 180.0
 
 
@@ -174,6 +178,8 @@ def parse_page(path: Path, rel: str) -> Page:  # noqa: PLR0912, PLR0915 - one pa
                     page.free_ports += [int(w) for w in words[1:]]
                 elif words[0] == "timeout":
                     page.timeout = float(words[1])
+                elif words[0] == "cleanup" and len(words) == 2:
+                    page.cleanup.append(words[1])
                 elif words[0] == "keep-cache" and len(words) == 2:
                     page.keep_cache.append(words[1])
                 elif words[0] == "requires-tcp" and len(words) == 2:
@@ -251,5 +257,5 @@ def _apply(block: Block, directive: str, where: str) -> None:
         raise DocError(
             f"{where}: unknown docs-test directive {directive!r}; known: skip, runs-this-test, bench, "
             "requires-command, replace ... with ..., wait-http, file, free-port, replace-all, requires-tcp, "
-            "keep-cache, timeout"
+            "keep-cache, cleanup, timeout"
         )

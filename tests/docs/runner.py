@@ -57,7 +57,10 @@ def command_available(command: str) -> bool:
 class _Script:
     """The bash text of a page, with the page line of every script line."""
 
-    def __init__(self, ports: dict[int, int], replacements: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, ports: dict[int, int], replacements: list[tuple[str, str]], cleanup: list[str]
+    ) -> None:
+        self.cleanup = cleanup
         self.lines: list[str] = []
         self.where: list[str] = []
         self.ports = ports
@@ -128,7 +131,11 @@ class _Script:
         head = [
             "set -eE",  # no pipefail: a reader's shell has none (`cmd | grep -q` must work)
             "trap 'echo \"__EF_FAIL__ $LINENO $?\"' ERR",
+            "trap 'exit 143' TERM",  # so that the EXIT trap (cleanup) runs on a timeout too
         ]
+        if self.cleanup:
+            steps = "; ".join(f"{self._sub(c)} > /dev/null 2>&1" for c in self.cleanup)
+            head.append(f"trap {shlex.quote(f'set +e; {steps}')} EXIT")
         # Header lines shift LINENO: the where table is indexed from the first page line.
         self.offset = len(head)
         return "\n".join([*head, *self.lines, ""])
@@ -165,7 +172,7 @@ def _env(root: Path) -> dict[str, str]:
 def run_page(page: Page, blocks: list[Block], *, timeout: float | None = None) -> PageResult:
     """Run ``blocks`` (in page order) in a fresh sandbox; stop every process it left behind."""
     ports = {p: _free_port() for p in page.free_ports}
-    script = _Script(ports, page.replacements)
+    script = _Script(ports, page.replacements, page.cleanup)
     for block in blocks:
         script.block(block)
     limit = timeout or page.timeout

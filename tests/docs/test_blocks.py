@@ -90,3 +90,13 @@ def test_a_failure_names_the_page_line(tmp_path: Path) -> None:
     )
     result = run_page(page, page.blocks, timeout=60)
     assert result.message == "p.md:2: the command failed, but without the error code [x.y] the page shows"
+
+
+def test_cleanup_runs_after_a_failure(tmp_path: Path) -> None:
+    """A page's cleanup command runs when the page ends, even when a command failed."""
+    mark = tmp_path / "cleaned"
+    page = parse_page(
+        _page(tmp_path, f'<!-- docs-test: cleanup "touch {mark}" -->\n```sh\nfalse\n```\n'), "page.md"
+    )
+    assert not run_page(page, page.blocks, timeout=60).ok
+    assert mark.exists()

@@ -52,7 +52,8 @@ def _start(page: Page, *, bench: bool) -> Future[PageResult] | str:
     """Start the page in the pool, or say why it does not run here."""
     blocks = [b for b in page.blocks if _runnable(b, bench=bench)]
     if not any(b.lang != "file" for b in blocks):
-        return f"{page.path}: no block runs here"
+        pending = sorted({b.requires_command for b in page.blocks if b.requires_command})
+        return f"{page.path}: no block runs here" + (f" (pending: {', '.join(pending)})" if pending else "")
     for address in page.requires_tcp:
         if not _reachable(address):
             return f"{page.path} needs a service on {address}"
