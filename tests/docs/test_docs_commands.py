@@ -57,7 +57,8 @@ def _start(page: Page, *, bench: bool) -> Future[PageResult] | str:
     for address in page.requires_tcp:
         if not _reachable(address):
             return f"{page.path} needs a service on {address}"
-    return _pool().submit(run_page, page, blocks)
+    # Benchmarks take minutes to hours; the page's own timeout is for its quick commands.
+    return _pool().submit(run_page, page, blocks, timeout=7000 if bench else None)
 
 
 _POOL: list[ThreadPoolExecutor] = []
