@@ -79,7 +79,9 @@ def started(request: pytest.FixtureRequest) -> dict[str, Future[PageResult] | st
         for item in request.session.items
         if getattr(item, "originalname", "") == "test_page_commands_run" and hasattr(item, "callspec")
     }
-    return {p.path: _start(p, bench=False) for p in DEFAULT_PAGES if p.path in selected}
+    # Longest first (a page's timeout says how long it may take), so the slow ones do not come last.
+    ordered = sorted((p for p in DEFAULT_PAGES if p.path in selected), key=lambda p: -p.timeout)
+    return {p.path: _start(p, bench=False) for p in ordered}
 
 
 def _check(outcome: Future[PageResult] | str, page: Page) -> None:
