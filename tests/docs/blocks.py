@@ -42,6 +42,9 @@ Page-wide, anywhere in the page:
 ``<!-- docs-test: cleanup ".venv/bin/edgefleet down --purge" -->``
     Run this when the page ends, also after a failure or a timeout: what the page started outside its
     process group (daemons) is stopped. Its own failure is ignored.
+``<!-- docs-test: lock "edgefleet up" -->``
+    Pages holding the same lock never run at the same time (pages run in parallel otherwise): for
+    commands that take a fixed resource, such as ``edgefleet up`` on its default port.
 ``<!-- docs-test: timeout 300 -->``
     Seconds the whole page may run (default 180).
 
@@ -123,6 +126,7 @@ class Page:
     requires_tcp: list[str] = field(default_factory=list)
     keep_cache: list[str] = field(default_factory=list)
     cleanup: list[str] = field(default_factory=list)
+    locks: list[str] = field(default_factory=list)
     timeout: float = 180.0
 
 
@@ -178,6 +182,8 @@ def parse_page(path: Path, rel: str) -> Page:  # noqa: PLR0912, PLR0915 - one pa
                     page.free_ports += [int(w) for w in words[1:]]
                 elif words[0] == "timeout":
                     page.timeout = float(words[1])
+                elif words[0] == "lock" and len(words) == 2:
+                    page.locks.append(words[1])
                 elif words[0] == "cleanup" and len(words) == 2:
                     page.cleanup.append(words[1])
                 elif words[0] == "keep-cache" and len(words) == 2:
@@ -257,5 +263,5 @@ def _apply(block: Block, directive: str, where: str) -> None:
         raise DocError(
             f"{where}: unknown docs-test directive {directive!r}; known: skip, runs-this-test, bench, "
             "requires-command, replace ... with ..., wait-http, file, free-port, replace-all, requires-tcp, "
-            "keep-cache, cleanup, timeout"
+            "keep-cache, cleanup, lock, timeout"
         )

@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,15 @@ REPO = Path(__file__).resolve().parents[2]
 _LINKED = ("src", "tests", "deploy", "Makefile", "pyproject.toml", "README.md", "CHANGELOG.md", "mkdocs.yml")
 # Copied: commands may write into them (results, regenerated tables).
 _COPIED = ("bench", "docs")
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock(name: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(name, threading.Lock())
+
+
 _FAIL = re.compile(r"^__EF_FAIL__ (\d+) (\d+)$", re.MULTILINE)
 _MARK = re.compile(r"^__EF_(UNEXPECTED_SUCCESS|MISSING_CODE|NOT_READY)__ (\S+)(?: (.*))?$", re.MULTILINE)
 
@@ -171,6 +182,13 @@ def _env(root: Path) -> dict[str, str]:
 
 def run_page(page: Page, blocks: list[Block], *, timeout: float | None = None) -> PageResult:
     """Run ``blocks`` (in page order) in a fresh sandbox; stop every process it left behind."""
+    with ExitStack() as held:
+        for name in sorted(page.locks):
+            held.enter_context(_lock(name))
+        return _run_page(page, blocks, timeout=timeout)
+
+
+def _run_page(page: Page, blocks: list[Block], *, timeout: float | None) -> PageResult:
     ports = {p: _free_port() for p in page.free_ports}
     script = _Script(ports, page.replacements, page.cleanup)
     for block in blocks:
