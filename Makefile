@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: up down demo test lint typecheck unit bench venv clean
+.PHONY: up down demo test lint typecheck unit bench docs venv clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 	  { echo "could not create a virtualenv: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[up,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[up,dev,docs]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -48,5 +48,9 @@ test: lint typecheck
 bench: venv
 	$(BIN)/python -m pytest -m bench -p no:cacheprovider -s
 
+# The documentation site: docs/ + mkdocs.yml -> site/ (a warning, such as a broken link, is an error).
+docs: venv
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -46,3 +46,16 @@ def test_error_message_keeps_square_brackets() -> None:
     r = _run("config", env={"EDGEFLEET_LOG_LEVEL": "[loud]", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 2
     assert "[loud]" in r.stderr
+
+
+@pytest.mark.unit
+def test_error_stays_on_one_line_in_a_narrow_terminal() -> None:
+    """A long error message is one line on stderr, however narrow the terminal (grep sees it whole)."""
+    import os
+
+    r = _run("serve", "no-such-model-file-with-a-long-name.onnx", env={**os.environ, "COLUMNS": "40"})
+    assert r.returncode == 3
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: ")
+    assert lines[0].endswith("[runtime.repository_not_found]")

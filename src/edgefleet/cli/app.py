@@ -115,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         app(args=list(argv) if argv is not None else None, prog_name="edgefleet")
     except EdgefleetError as exc:
         err.print(
-            f"[bold red]error[/]: {escape(exc.message)} [dim]\\[{escape(exc.code)}][/]", highlight=False
+            f"[bold red]error[/]: {escape(exc.message)} [dim]\\[{escape(exc.code)}][/]",
+            highlight=False,
+            soft_wrap=True,  # one line, whatever the terminal's width: logs and grep see it whole
         )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

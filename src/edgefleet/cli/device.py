@@ -49,8 +49,8 @@ def ls(
     with _client(server, token, project, ca_cert) as api:
         items = api.paged(api.p("/devices"), limit=limit, selector=selector, status=status)
     if as_json:
-        for d in items:
-            c.out.print_json(json.dumps(d))
+        for d in items:  # one object per line, as --help says (print_json would indent it)
+            c.out.print(json.dumps(d), markup=False, highlight=False, soft_wrap=True)
         return
     table = Table(title=f"devices in {project} ({len(items)})")
     for col in ("id", "name", "status", "labels", "last seen", "desired", "reported"):
