@@ -52,6 +52,11 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = Field(default=4 * 1024**3, gt=0, description="Largest bundle upload.")
     desired_state_ttl_seconds: float = Field(default=7 * 86400, gt=0, description="Signed document expiry.")
     replica_id: str = Field(default="", description="Name of this replica in leases; random when empty.")
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate (PEM) devices pin; published at /device/v1/ca.pem for "
+        "`agent run --ca-fingerprint` (trust on first use against the printed fingerprint).",
+    )
 
 
 class Notifier:

@@ -97,6 +97,23 @@ def post_enroll(body: EnrollIn, ctx: Ctx) -> EnrollOut:
     )
 
 
+@router.get("/ca.pem", response_class=Response, responses={200: {"content": {"application/x-pem-file": {}}}})
+def ca_certificate(ctx: Ctx) -> Response:
+    """The CA certificate devices pin (public; a device checks its fingerprint before trusting it)."""
+    path = ctx.settings.tls_ca_file
+    if path is None:
+        raise ServerNotFoundError(
+            "this server publishes no CA certificate (plain HTTP, or an operator certificate "
+            "without --tls-ca): give the agent --ca-file",
+            code="server.no_ca",
+        )
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ServerNotFoundError(f"the CA certificate {path} cannot be read", code="server.no_ca") from exc
+    return Response(pem, media_type="application/x-pem-file", headers={"Cache-Control": "no-store"})
+
+
 def _doc(ctx: ServerContext, device: str) -> tuple[int, str]:
     with ctx.db.session() as s:
         row = s.execute(
