@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from edgefleet.server.api.blob_http import blob_response
-from edgefleet.server.api.deps import Ctx
+from edgefleet.server.api.deps import Ctx, source_address
 from edgefleet.server.api.errors import ERROR_RESPONSES
 from edgefleet.server.api.schemas import EnrollIn, EnrollOut, ReportIn, ReportOut
 from edgefleet.server.auth import verify_request
@@ -72,20 +72,27 @@ def _authenticate(ctx: ServerContext, request: Request, body: bytes) -> tuple[st
 
 
 @router.post("/enroll", status_code=201)
-def post_enroll(body: EnrollIn, ctx: Ctx) -> EnrollOut:
+def post_enroll(body: EnrollIn, request: Request, ctx: Ctx) -> EnrollOut:
     """Join the fleet with a join token and the device's own ed25519 public key."""
-    with ctx.db.session(write=True) as s:
-        dev = enroll(
-            s,
-            ctx,
-            join_token=body.join_token,
-            public_key_b64=body.public_key,
-            name=body.name,
-            inventory=body.inventory,
-            labels=body.labels,
-        )
-        project = dev.project_id
-        device_id = dev.id
+    source = source_address(request)
+    ctx.guesses.check(source, "join_token")
+    try:
+        with ctx.db.session(write=True) as s:
+            dev = enroll(
+                s,
+                ctx,
+                join_token=body.join_token,
+                public_key_b64=body.public_key,
+                name=body.name,
+                inventory=body.inventory,
+                labels=body.labels,
+            )
+            project = dev.project_id
+            device_id = dev.id
+    except ServerUnauthenticatedError as exc:
+        if exc.code == "server.bad_join_token":
+            ctx.guesses.failed(source, "join_token")
+        raise
     return EnrollOut(
         device_id=device_id,
         project=project,
