@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.client import DeviceClient
 from edgefleet.agent.config import AgentConfig
+from edgefleet.agent.desired import check_desired
 from edgefleet.agent.errors import AgentInputError, AgentUnavailableError, AgentVerificationError
 from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
 from edgefleet.agent.outbox import Outbox
@@ -756,7 +757,7 @@ class Agent:
         self.last_contact = time.time()
         if status != 200 or envelope is None:
             return etag, False
-        signed = verify_document(envelope, server_key)
+        signed = check_desired(verify_document(envelope, server_key))
         atomic_write_json(self.dir / "desired.json", envelope)
         retry = not self.apply(signed)
         return (None if retry else new_etag), retry
