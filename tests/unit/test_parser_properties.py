@@ -230,3 +230,36 @@ def test_desired_state_is_used_whole_or_refused_naming_the_field(doc: Any) -> No
         int(w["bundle"]["size"])
         bytes.fromhex(w["bundle"]["sha256"])
         f"{w['deployment']}-{w['release']}".encode()
+
+
+# -- KServe v2 REST infer bodies (edgefleet serve) -----------------------------------------------
+
+INFER = {
+    "id": "r1",
+    "inputs": [
+        {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]},
+        {"name": "b", "shape": [2], "datatype": "INT64", "parameters": {"binary_data_size": 16}},
+    ],
+    "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+}
+
+
+@PROPS
+@given(
+    st.one_of(st.binary(max_size=200), _mutants(INFER).map(lambda d: json.dumps(d).encode())),
+    st.binary(max_size=32),
+    st.none() | st.integers(min_value=-5, max_value=400),
+)
+def test_infer_body_decoder_gives_a_request_or_a_request_error(
+    header: bytes, tail: bytes, header_length: int | None
+) -> None:
+    from edgefleet.serving.rest import decode_request
+
+    body = header + tail
+    if header_length == 0:
+        header_length = len(header)
+    try:
+        decode_request("m", "", body, header_length)
+    except EdgefleetError as exc:
+        assert exc.http_status == 400, (exc.code, exc.http_status)
+        assert exc.message

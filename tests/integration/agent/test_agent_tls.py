@@ -22,6 +22,8 @@ from edgefleet.agent.tls import fetch_ca, normalize_fingerprint, pem_fingerprint
 from edgefleet.server.tls import ensure_auto_tls
 from tests.integration.agent.conftest import Fleet
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def tls_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:

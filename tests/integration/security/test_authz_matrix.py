@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.integration.security.conftest import PROJECTS, ROLES, SecServer, record
+
+pytestmark = pytest.mark.integration
 
 ANY = "any"  # any valid token
 SERVER_ADMIN = "server-admin"  # an administrator token that is not scoped to one project

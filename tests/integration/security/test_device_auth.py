@@ -12,6 +12,8 @@ import pytest
 
 from tests.integration.security.conftest import SecServer, full, make_server, record
 
+pytestmark = pytest.mark.integration
+
 
 def _get(srv: SecServer, target: str, headers: dict[str, str]) -> httpx.Response:
     return srv.client.get(target, headers=headers)

@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.integration.security.conftest import Device, SecServer, full, make_server, record
 
-EXAMPLES = 150 if full() else 8
+pytestmark = pytest.mark.integration
+
+EXAMPLES = 100 if full() else 8
 SESSION = requests.Session()
 TALLY: dict[str, Counter[str]] = {"management": Counter(), "device": Counter()}
 
