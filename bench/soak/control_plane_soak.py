@@ -219,8 +219,17 @@ async def run(args: argparse.Namespace, url: str, ca: Path, token: str, server_p
     releases = {"deployed": 0, "completed": 0, "aborted": 0}
     end = time.monotonic() + args.duration
     rng = random.Random(2)  # noqa: S311 - workload mix, not security
+    samples: list[tuple[float, float | None]] = []
+
+    async def sample_rss() -> None:
+        start = time.monotonic()
+        while time.monotonic() < end:
+            samples.append((round(time.monotonic() - start, 1), rss_mib(server_pid)))
+            await asyncio.sleep(10)
+
     t0 = time.perf_counter()
     await asyncio.gather(
+        sample_rss(),
         sim.run(args.duration),
         *(operator(api, calls, devices, end, random.Random(rng.random())) for _ in range(args.operators)),  # noqa: S311
         release_manager(api, calls, args.release_every, end, releases),
@@ -253,6 +262,7 @@ async def run(args: argparse.Namespace, url: str, ca: Path, token: str, server_p
         },
         "releases": releases,
         "server_rss_mib": {"after_enroll": rss_start, "end": rss_mib(server_pid)},
+        "server_rss_samples": [[t, v] for t, v in samples],
     }
 
 

@@ -745,6 +745,8 @@ class Agent:
     ) -> tuple[str | None, bool]:
         """One long-poll and, on a new document, one reconcile: ``(etag to send next, retry soon)``."""
         if self.client is None:
+            self.enroll()  # the start could not pin the server's CA (server away): try again
+        if self.client is None:
             raise AgentUnavailableError("no server client")
         wait = 0.0 if (self.polls == 0 or retry) else self.config.poll_wait_s
         status, new_etag, envelope = self.client.desired_state(etag, wait)
