@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -115,12 +116,13 @@ def make_bundle(name: str, version: str, payload: bytes | None = None, *, manife
         "files": [{"path": "model.onnx", "sha256": hashlib.sha256(model).hexdigest(), "size": len(model)}],
     }
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buf, mode="w") as tar:
         for n, data in (("bundle.json", json.dumps(man).encode()), ("model.onnx", model)):
             info = tarfile.TarInfo(n)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    # gzip with a fixed mtime: the same bundle made twice is the same bytes (not when a second ticks)
+    return gzip.compress(buf.getvalue(), mtime=0)
 
 
 @contextmanager
