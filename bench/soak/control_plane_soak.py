@@ -24,6 +24,7 @@ import platform
 import random
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -340,7 +341,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             except httpx.HTTPError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start: {text}")
+                raise RuntimeError(f"server did not start: {text}")
             time.sleep(0.3)
         assert m is not None
         result = asyncio.run(run(args, url, ca, m.group(1), server.pid))
@@ -354,6 +355,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
                 server.wait()
         with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        shutil.rmtree(data, ignore_errors=True)
     out = {
         "schema": "edgefleet.soak.control_plane/1",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -164,7 +165,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script
         )
         stop.set()
         if bench.returncode != 0:
-            raise SystemExit(f"edgefleet bench failed: {bench.stderr[-3000:]}")
+            served = (work / "serve.log").read_text()
+            raise SystemExit(f"edgefleet bench failed: {bench.stderr[-3000:]}\n{served}")
         data = json.loads(report.read_text())
         alive = serve.poll() is None
     finally:
@@ -176,6 +178,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             serve.kill()
             serve.wait()
         log.close()
+        shutil.rmtree(work, ignore_errors=True)
 
     row = data["results"][0]
     after = [(t, kib / 1024) for t, kib in samples if t >= 60]
