@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: up down demo test lint typecheck unit bench docs venv clean
+.PHONY: up down demo test lint typecheck unit bench docs security soak venv clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,19 @@ bench: venv
 # The documentation site: docs/ + mkdocs.yml -> site/ (a warning, such as a broken link, is an error).
 docs: venv
 	$(BIN)/mkdocs build --strict --site-dir site
+
+# The security tests with their full counts (docs/security-tests.md); results into tests/faults/results/.
+SECURITY_TESTS := tests/integration/security tests/unit/test_parser_properties.py \
+	tests/integration/agent/test_agent_secrets.py tests/integration/agent/test_agent_tls.py
+security: venv
+	EDGEFLEET_SECURITY_FULL=1 EDGEFLEET_FAULT_RESULTS=tests/faults/results \
+	  $(BIN)/python -m pytest -o timeout=1800 $(SECURITY_TESTS)
+
+# Soak and load (docs/soak.md): 10 minutes of `edgefleet serve`, then the control plane on PostgreSQL.
+soak: venv
+	$(BIN)/python bench/soak/serve_soak.py --duration 600 --out bench/soak/results/serve-soak.json
+	$(BIN)/python bench/soak/control_plane_soak.py --devices 500 --duration 300 \
+	  --out bench/soak/results/control-plane-soak.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

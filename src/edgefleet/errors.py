@@ -19,7 +19,8 @@ Hierarchy (exit code / HTTP status)::
     ├── PermissionDeniedError (5 / 403)  not allowed (role, project, file mode)
     ├── UnauthenticatedError (5 / 401)
     ├── UnavailableError (6 / 503)       a component or service that is needed is missing or down
-    │   └── UnsupportedError (6 / 501)   the hardware or kernel cannot do this at all
+    │   ├── UnsupportedError (6 / 501)   the hardware or kernel cannot do this at all
+    │   └── RateLimitedError (6 / 429)   too many attempts from this caller: retry after ``retry_after``
     ├── VerificationError (7 / 422)      signatures, hashes, metadata: the input is not trustworthy
     └── OperationFailedError (8 / 500)   the system refused an action (a write, a spawn, a kernel call)
 
@@ -29,6 +30,7 @@ in their own namespace (``bundle.hash_mismatch``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -41,6 +43,7 @@ __all__ = [
     "OperationFailedError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "RateLimitedError",
     "UnauthenticatedError",
     "UnavailableError",
     "UnsupportedError",
@@ -147,6 +150,20 @@ class UnsupportedError(UnavailableError):
 
     http_status = 501
     default_code = "unsupported"
+
+
+class RateLimitedError(UnavailableError):
+    """Too many attempts from one caller (token guesses): refused until ``retry_after`` seconds pass."""
+
+    http_status = 429
+    default_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None, **fields: Any) -> None:
+        super().__init__(message, code=code, retry_after=max(1, math.ceil(retry_after)), **fields)
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.fields["retry_after"])
 
 
 class VerificationError(EdgefleetError):

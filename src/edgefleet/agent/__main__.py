@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", type=Path, required=True)
     run.add_argument("--server")
     run.add_argument("--join-token")
+    run.add_argument("--ca-file", type=Path)
+    run.add_argument("--ca-fingerprint")
     run.add_argument("--name")
     run.add_argument("--label", action="append", default=[])
     run.add_argument("--poll-wait", type=float, default=30.0)
@@ -144,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             state_dir=args.state_dir.absolute(),
             server=args.server,
             join_token=args.join_token,
+            ca_file=args.ca_file,
+            ca_fingerprint=args.ca_fingerprint,
             name=args.name,
             labels=labels,
             poll_wait_s=args.poll_wait,

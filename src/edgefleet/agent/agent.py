@@ -3,6 +3,7 @@
 State directory layout (every file written atomically: temp, fsync, rename)::
 
     key.pem          the device's ed25519 key (0600, never sent anywhere)
+    server-ca.pem    the CA the server's TLS certificate must chain to (pinned at enrollment)
     identity.json    device id, project, server URL, server public key, trust material
     state.json       what runs (per deployment: release, bundle, sandbox name, ports), the previous
                      version, failed releases, revision reached, report sequence, tuning profile
@@ -44,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edgefleet.agent.client import DeviceClient
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.devicemetrics import DeviceMetrics, nvidia_smi_runner
+from edgefleet.agent.desired import check_desired
 from edgefleet.agent.errors import AgentInputError, AgentUnavailableError, AgentVerificationError
 from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
 from edgefleet.agent.logbuffer import LogBuffer
@@ -51,6 +53,7 @@ from edgefleet.agent.metrics import AgentStats
 from edgefleet.agent.outbox import Outbox
 from edgefleet.agent.protocol import verify_document
 from edgefleet.agent.sdnotify import notify
+from edgefleet.agent.tls import context_for, fetch_ca, normalize_fingerprint, pem_fingerprint
 from edgefleet.errors import EdgefleetError, VerificationError
 
 if TYPE_CHECKING:
@@ -166,6 +169,43 @@ class Agent:
             raise AgentInputError(f"{path}: not an ed25519 key", field="key.pem")
         return loaded
 
+    def _trust(self, server: str) -> bytes | None:
+        """The CA an https ``server`` is verified against: ``--ca-file``, the one pinned at
+        enrollment, or the server's own when it matches ``--ca-fingerprint``; None: system CAs."""
+        cfg, stored = self.config, self.dir / "server-ca.pem"
+        if not server.startswith("https:"):
+            if cfg.ca_file is not None or cfg.ca_fingerprint:
+                raise AgentInputError(
+                    f"--ca-file/--ca-fingerprint need an https server, not {server}", field="server"
+                )
+            return None
+        want = normalize_fingerprint(cfg.ca_fingerprint) if cfg.ca_fingerprint else None
+        if cfg.ca_file is not None:
+            try:
+                pem = cfg.ca_file.read_bytes()
+            except OSError as exc:
+                raise AgentInputError(f"--ca-file {cfg.ca_file}: {exc.strerror}", field="ca-file") from exc
+        elif stored.exists():
+            pem = stored.read_bytes()
+        elif want is not None:
+            return self._pin(fetch_ca(server, want), stored)
+        else:
+            return None
+        got = pem_fingerprint(pem)
+        if want is not None and got != want:
+            raise AgentVerificationError(
+                f"the CA certificate {cfg.ca_file or stored} has SHA-256 {got}, not --ca-fingerprint {want}",
+                code="agent.tls_untrusted",
+            )
+        return self._pin(pem, stored) if cfg.ca_file is not None else pem
+
+    @staticmethod
+    def _pin(pem: bytes, stored: Path) -> bytes:
+        context_for(pem)  # loadable before it is kept
+        atomic_write(stored, pem, mode=0o644)
+        log.info("server CA pinned", extra={"sha256": pem_fingerprint(pem)})
+        return pem
+
     def enroll(self) -> dict[str, Any]:
         """Identity from disk, or enroll with the join token (the key is made here and stays here)."""
         self.key = self._load_key()
@@ -183,7 +223,7 @@ class Agent:
             }
             if self.config.name:
                 body["name"] = self.config.name
-            client = DeviceClient(self.config.server)
+            client = DeviceClient(self.config.server, ca_pem=self._trust(self.config.server))
             data = client.enroll(body)
             identity = {
                 "device_id": data["device_id"],
@@ -199,7 +239,7 @@ class Agent:
             self.identity = identity
             log.info("enrolled", extra={"device": identity["device_id"]})
         server = self.config.server or self.identity["server"]
-        self.client = DeviceClient(server)
+        self.client = DeviceClient(server, ca_pem=self._trust(server))
         self.client.device_id = self.identity["device_id"]
         self.client.key = self.key
         return self.identity
@@ -752,6 +792,8 @@ class Agent:
     ) -> tuple[str | None, bool]:
         """One long-poll and, on a new document, one reconcile: ``(etag to send next, retry soon)``."""
         if self.client is None:
+            self.enroll()  # the start could not pin the server's CA (server away): try again
+        if self.client is None:
             raise AgentUnavailableError("no server client")
         wait = 0.0 if (self.polls == 0 or retry) else self.config.poll_wait_s
         status, new_etag, envelope = self.client.desired_state(etag, wait)
@@ -764,7 +806,7 @@ class Agent:
         self.last_contact = time.time()
         if status != 200 or envelope is None:
             return etag, False
-        signed = verify_document(envelope, server_key)
+        signed = check_desired(verify_document(envelope, server_key))
         atomic_write_json(self.dir / "desired.json", envelope)
         t0 = time.monotonic()
         try:

@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import json
 import os
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.errors import AgentUnavailableError, AgentVerificationError
 from edgefleet.agent.protocol import sign_request
+from edgefleet.agent.tls import context_for, pem_fingerprint, untrusted_error
 from edgefleet.errors import EdgefleetError, PermissionDeniedError
 
 __all__ = ["DeviceClient", "Response"]
@@ -38,19 +40,25 @@ class Response:
 
 
 class DeviceClient:
-    def __init__(self, server: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, server: str, *, timeout: float = 30.0, ca_pem: bytes | None = None) -> None:
+        """``ca_pem``: the only CA an https server is verified against (None: the system CAs)."""
         url = urllib.parse.urlsplit(server)
         if url.scheme not in {"http", "https"} or not url.hostname:
             raise EdgefleetError(f"--server: {server!r} is not an http(s) URL", code="agent.invalid_input")
         self.server = server.rstrip("/")
         self._url = url
         self._timeout = timeout
+        self._ssl = context_for(ca_pem) if url.scheme == "https" else None
+        self._pinned = pem_fingerprint(ca_pem) if ca_pem is not None else None
         self.device_id: str | None = None
         self.key: Ed25519PrivateKey | None = None
 
     def _conn(self, timeout: float) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self._url.scheme == "https" else http.client.HTTPConnection
-        return cls(self._url.hostname or "", self._url.port, timeout=timeout)
+        if self._ssl is not None:
+            return http.client.HTTPSConnection(
+                self._url.hostname or "", self._url.port, timeout=timeout, context=self._ssl
+            )
+        return http.client.HTTPConnection(self._url.hostname or "", self._url.port, timeout=timeout)
 
     def request(
         self,
@@ -73,6 +81,8 @@ class DeviceClient:
             r = conn.getresponse()
             data = r.read()
             resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        except ssl.SSLCertVerificationError as exc:
+            raise untrusted_error(exc, self.server, self._pinned) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise AgentUnavailableError(f"cannot reach {self.server}: {exc}") from exc
         finally:
@@ -184,6 +194,8 @@ class DeviceClient:
                     f.write(block)
                 f.flush()
                 os.fsync(f.fileno())
+        except ssl.SSLCertVerificationError as exc:
+            raise untrusted_error(exc, self.server, self._pinned) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise AgentUnavailableError(f"download of {target} interrupted: {exc}") from exc
         finally:

@@ -18,6 +18,8 @@ class AgentConfig:
     state_dir: Path
     server: str | None = None
     join_token: str | None = None
+    ca_file: Path | None = None  # PEM CA the server is verified against (pinned at enrollment)
+    ca_fingerprint: str | None = None  # SHA-256 of the server's CA: fetched once and pinned (TOFU)
     name: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     poll_wait_s: float = 30.0

@@ -10,7 +10,10 @@ import typer
 from edgefleet.cli.context import cli_context
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from edgefleet.server.context import ServerSettings
+    from edgefleet.server.tls import ServerTls
 
 __all__ = ["CaCertOpt", "ProjectOpt", "ServerOpt", "TokenOpt", "server_app"]
 
@@ -24,7 +27,7 @@ TokenOpt = Annotated[
     typer.Option("--token", envvar="EDGEFLEET_TOKEN", help="API token (Bearer).", show_default=False),
 ]
 ProjectOpt = Annotated[str, typer.Option("--project", envvar="EDGEFLEET_PROJECT", help="Project to act in.")]
-DEFAULT_SERVER = "http://127.0.0.1:8470"
+DEFAULT_SERVER = "https://127.0.0.1:8470"
 CaCertOpt = Annotated[
     Path | None,
     typer.Option(
@@ -84,6 +87,31 @@ def migrate_cmd(
     cli_context(ctx).out.print(f"database at schema revision {rev}")
 
 
+def announce(
+    console: Console, *, token: str | None, url: str, data_dir: Path, server_tls: ServerTls | None
+) -> None:
+    """What `server run` tells the operator at start. Values are printed literally: no rich markup
+    or emoji codes (a fingerprint holding ``:AB:`` once came out as an emoji)."""
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+    if token is not None:
+        console.print("[bold]first start[/]: administrator token (shown once, stored hashed):")
+        say(token)
+    say(f"edgefleet server on {url} (data in {data_dir})")
+    if server_tls is None:
+        console.print(
+            "[bold yellow]warning[/]: --tls off: join tokens, API tokens and bundles cross the network "
+            "unencrypted (plain HTTP); use it only behind a TLS-terminating proxy or on a trusted network",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        say(f"TLS CA certificate: {server_tls.ca or server_tls.cert}")
+        say(f"TLS CA SHA-256 fingerprint: {server_tls.fingerprint}")
+
+
 @server_app.command("run")
 def run_cmd(
     ctx: typer.Context,
@@ -104,8 +132,8 @@ def run_cmd(
         str | None,
         typer.Option(
             "--tls",
-            help="auto: HTTPS with a CA and certificate made in the data directory; off: plain HTTP "
-            "(default: off; on with --tls-cert/--tls-key).",
+            help="auto (the default): HTTPS with a CA and certificate made in the data directory; "
+            "off: plain HTTP, for a trusted network or a TLS-terminating proxy only.",
             show_default=False,
         ),
     ] = None,
@@ -138,18 +166,11 @@ def run_cmd(
     server_tls = resolve_server_tls(
         settings.data_dir, tls, cert=tls_cert, key=tls_key, ca=tls_ca, sans=tls_san or ()
     )
+    if server_tls is not None and server_tls.ca is not None:
+        settings = settings.model_copy(update={"tls_ca_file": server_tls.ca})
     server_ctx, token = open_server(settings)
-    if token is not None:
-        c.err.print("[bold]first start[/]: administrator token (shown once, stored hashed):")
-        c.err.print(token, highlight=False, soft_wrap=True)
-    scheme = "https" if server_tls else "http"
-    c.err.print(
-        f"edgefleet server on {scheme}://{host}:{port} (data in {settings.data_dir})", highlight=False
-    )
-    if server_tls is not None:
-        pinned = server_tls.ca or server_tls.cert
-        c.err.print(f"TLS CA certificate: {pinned}", highlight=False, soft_wrap=True)
-        c.err.print(f"TLS CA SHA-256 fingerprint: {server_tls.fingerprint}", highlight=False, soft_wrap=True)
+    announce(c.err, token=token, url=f"{'https' if server_tls else 'http'}://{host}:{port}",
+             data_dir=settings.data_dir, server_tls=server_tls)  # fmt: skip
     app = create_app(server_ctx)
     try:
         # Devices poll about once a minute: keep their connections open across polls.

@@ -3,14 +3,20 @@
 Runs an OCI image or a root file system directory (``--rootfs``). Tuned for the layouts edge boards
 have: ``--runtime runc`` (crun refuses hybrid cgroups), ``--cgroup-manager cgroupfs`` (no systemd as
 PID 1) and explicit ``--ulimit nofile``/``nproc`` (the defaults may exceed what the runtime may set).
-Every container runs with ``--security-opt no-new-privileges --cap-drop ALL``.
+Every container runs with ``--security-opt no-new-privileges --cap-drop ALL``, and :meth:`run` adds a
+seccomp profile: podman's default (``/usr/share/containers/seccomp.json``) with the native sandbox's
+deny-list on top (:data:`~edgefleet.sandbox.seccomp.DENIED_SYSCALLS`, refused with EPERM), since
+podman's default lets a workload call ``unshare`` and create a user namespace.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -22,11 +28,32 @@ from edgefleet.sandbox.cgroups.base import Unenforced, Usage
 from edgefleet.sandbox.errors import SandboxFailedError, UnenforceableError
 from edgefleet.sandbox.limits import CFS_PERIOD_US, Limits, weight_to_shares
 from edgefleet.sandbox.report import RunReport
+from edgefleet.sandbox.seccomp import DENIED_SYSCALLS
 from edgefleet.sandbox.spec import SandboxSpec
 
-__all__ = ["PodmanBackend", "PodmanTarget"]
+__all__ = ["PODMAN_SECCOMP", "PodmanBackend", "PodmanTarget", "seccomp_profile"]
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
+PODMAN_SECCOMP = Path("/usr/share/containers/seccomp.json")
+
+
+def seccomp_profile(base: Path = PODMAN_SECCOMP, denied: tuple[str, ...] = DENIED_SYSCALLS) -> dict[str, Any]:
+    """Podman's default seccomp profile with ``denied`` taken out of every rule and refused (EPERM).
+
+    Without a readable default profile: allow everything but ``denied`` (what the native sandbox does).
+    """
+    try:
+        profile: dict[str, Any] = json.loads(base.read_text())
+    except (OSError, ValueError):
+        profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}
+    drop = set(denied)
+    rules = []
+    for rule in profile.get("syscalls") or []:
+        names = [n for n in rule.get("names", []) if n not in drop]
+        if names:
+            rules.append({**rule, "names": names})
+    rules.append({"names": list(denied), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM})
+    return {**profile, "syscalls": rules}
 
 
 @dataclass(frozen=True)
@@ -57,8 +84,10 @@ class PodmanBackend:
         nofile: int = 1024,
         nproc: int = 4096,
         runner: Runner = subprocess.run,
+        seccomp_base: Path = PODMAN_SECCOMP,
     ) -> None:
         self.podman, self.runtime, self.cgroup_manager = podman, runtime, cgroup_manager
+        self.seccomp_base = seccomp_base
         self.nofile, self.nproc, self._run = nofile, nproc, runner
 
     def available(self) -> str | None:
@@ -78,9 +107,9 @@ class PodmanBackend:
         return out
 
     def command(  # noqa: PLR0912 - one branch per limit
-        self, spec: SandboxSpec, target: PodmanTarget, container: str
+        self, spec: SandboxSpec, target: PodmanTarget, container: str, *, seccomp: Path | None = None
     ) -> list[str]:
-        """The full ``podman run`` argv for ``spec``."""
+        """The full ``podman run`` argv for ``spec`` (``seccomp``: a profile file to load)."""
         lim, iso = spec.limits, spec.isolation
         argv = [
             self.podman,
@@ -141,6 +170,8 @@ class PodmanBackend:
             argv += ["--volume", f"{d}:{d}:rw"]
         if not iso.seccomp:
             argv += ["--security-opt", "seccomp=unconfined"]
+        elif seccomp is not None:
+            argv += ["--security-opt", f"seccomp={seccomp}"]
         for key, value in (spec.env or {}).items():
             argv += ["--env", f"{key}={value}"]
         if target.rootfs is not None:
@@ -162,13 +193,18 @@ class PodmanBackend:
                 limits=[u.limit for u in unenforced],
             )
         container = f"edgefleet-{spec.name}-{uuid.uuid4().hex[:8]}"
-        argv = self.command(spec, target, container)
+        fd, name = tempfile.mkstemp(prefix="edgefleet-seccomp-", suffix=".json")
+        profile = Path(name)
+        with os.fdopen(fd, "w") as f:
+            json.dump(seccomp_profile(self.seccomp_base), f)
+        argv = self.command(spec, target, container, seccomp=profile)
         started = time.monotonic()
         try:
             done = self._run(argv, check=False, timeout=timeout)
             state = self._inspect(container)
         finally:
             self._run([self.podman, "rm", "--force", "--ignore", container], check=False, capture_output=True)
+            profile.unlink(missing_ok=True)
         duration = time.monotonic() - started
         if state is None:
             raise SandboxFailedError(

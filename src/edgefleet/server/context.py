@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgefleet.server.auth import NonceCache
 from edgefleet.server.blobs import BlobStore
 from edgefleet.server.keys import ServerKey, TrustStore
+from edgefleet.server.ratelimit import GuessLimiter
 from edgefleet.server.store.database import Database
 
 __all__ = ["Clock", "LastSeenBuffer", "Notifier", "ServerContext", "ServerSettings", "utcnow"]
@@ -59,6 +60,20 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = Field(default=4 * 1024**3, gt=0, description="Largest bundle upload.")
     desired_state_ttl_seconds: float = Field(default=7 * 86400, gt=0, description="Signed document expiry.")
     replica_id: str = Field(default="", description="Name of this replica in leases; random when empty.")
+    auth_failure_limit: int = Field(
+        default=20,
+        ge=0,
+        description="Failed API-token or join-token attempts one source address may make inside "
+        "auth_failure_window_seconds before it is refused with 429 (0: no limit).",
+    )
+    auth_failure_window_seconds: float = Field(
+        default=60, gt=0, description="Sliding window of auth_failure_limit."
+    )
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate (PEM) devices pin; published at /device/v1/ca.pem for "
+        "`agent run --ca-fingerprint` (trust on first use against the printed fingerprint).",
+    )
 
 
 class Notifier:
@@ -133,6 +148,12 @@ class ServerContext:
     notifier: Notifier = field(default_factory=Notifier)
     nonces: NonceCache = field(default_factory=NonceCache)
     last_seen: LastSeenBuffer = field(default_factory=LastSeenBuffer)
+    guesses: GuessLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guesses = GuessLimiter(
+            self.settings.auth_failure_limit, self.settings.auth_failure_window_seconds, clock=self.clock
+        )
 
     def now(self) -> datetime:
         return utcnow(self.clock)

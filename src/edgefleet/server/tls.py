@@ -1,6 +1,6 @@
 """TLS for the control plane: a private CA and server certificate, operator certificates, client contexts.
 
-``edgefleet server run --tls auto`` keeps, under ``<data dir>/tls/``::
+``edgefleet server run`` (``--tls auto``, the default) keeps, under ``<data dir>/tls/``::
 
     ca.pem           private CA certificate (ECDSA P-256, 10 years): devices and the CLI pin it
     ca-key.pem       its key (0600)
@@ -343,7 +343,7 @@ def resolve_server_tls(
     """What ``server run`` serves: ``None`` for plain HTTP, else the certificate to use.
 
     ``mode`` is ``auto``, ``off`` or ``None`` (not given: TLS with the operator's certificate when
-    ``--tls-cert``/``--tls-key`` are given, else plain HTTP).
+    ``--tls-cert``/``--tls-key`` are given, else ``auto``). Plain HTTP only with an explicit ``off``.
     """
     if mode not in (None, "auto", "off"):
         raise TlsConfigError(f"--tls {mode!r}: expected auto or off", field="tls", allowed=["auto", "off"])
@@ -358,11 +358,11 @@ def resolve_server_tls(
                 "--tls-cert and --tls-key go together", field="tls_cert" if cert is None else "tls_key"
             )
         return operator_tls(cert, key, ca)
-    if mode == "auto":
-        return ensure_auto_tls(data_dir, sans, now=now)
-    if sans:
-        raise TlsConfigError("--tls-san needs --tls auto", field="tls_san")
-    return None
+    if mode == "off":
+        if sans:
+            raise TlsConfigError("--tls-san cannot be combined with --tls off", field="tls_san")
+        return None
+    return ensure_auto_tls(data_dir, sans, now=now)
 
 
 def client_ssl_context(ca_cert: Path | str | None = None) -> ssl.SSLContext:

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -70,13 +71,27 @@ def make_bundle(tmp: Path, name: str, version: str, *, scale: float = 2.0, broke
 
 
 class Server:
+    """`edgefleet server run` with its default TLS (a CA made in the data directory)."""
+
     def __init__(self, data: Path, port: int | None = None, *, extra: tuple[str, ...] = ()) -> None:
         self.data = data
         self.extra = extra
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"
         self.log = data / "server.log"
+        self.ca = data / "tls" / "ca.pem"
         self.p: subprocess.Popen[bytes] | None = None
+
+    def verify(self) -> ssl.SSLContext:
+        """A client context that trusts only this server's CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+    @property
+    def fingerprint(self) -> str:
+        """The CA's SHA-256 as the server printed it at start."""
+        m = re.findall(r"TLS CA SHA-256 fingerprint: ([0-9A-F:]{95})", self.log.read_text())
+        assert m, self.log.read_text()
+        return str(m[-1])
 
     def start(self) -> None:
         with self.log.open("ab") as out:
@@ -99,9 +114,12 @@ class Server:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                if (
+                    self.ca.exists()
+                    and httpx.get(self.url + "/healthz", timeout=2, verify=self.verify()).status_code == 200
+                ):
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ssl.SSLError):
                 pass
             if self.p.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start: {self.log.read_text()}")
@@ -144,6 +162,7 @@ class Fleet:
             base_url=self.server.url + "/api/v1/projects/default",
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=30,
+            verify=self.server.verify(),
         )
 
     def join_token(self) -> str:
@@ -200,6 +219,8 @@ class AgentProc:
             str(self.state),
             "--server",
             self.fleet.server.url,
+            "--ca-fingerprint",
+            self.fleet.server.fingerprint,
             "--poll-wait",
             "2",
             "--backoff-max",

@@ -65,6 +65,8 @@ class Proc:
                 *_db_args(settings),
                 "--replica-id",
                 f"r{port}",
+                "--tls",
+                "off",  # plain HTTP only when asked for
             ],
             stdout=self.out,
             stderr=subprocess.STDOUT,
@@ -150,6 +152,7 @@ def test_operator_cli_and_kill_mid_rollout_resumes(db_settings: ServerSettings, 
     try:
         token = re.search(r"(efk_\S+)", log.read_text())
         assert token, log.read_text()
+        assert "warning: --tls off" in log.read_text()
         env = {"EDGEFLEET_SERVER": proc.url, "EDGEFLEET_TOKEN": token.group(1)}
         api = httpx.Client(
             base_url=proc.url + "/api/v1/projects/default",

@@ -1,4 +1,4 @@
-"""`edgefleet server run --tls auto` as a real process: devices and the CLI over HTTPS, pinned to its CA."""
+"""`edgefleet server run` (TLS by default) as a process: devices and the CLI over HTTPS, pinned to its CA."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _start(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "edgefleet", "server", "run", "--port", str(port), "--data-dir", str(data),
-             "--tls", "auto", "--tls-san", "edge.test"],
+             "--tls-san", "edge.test"],  # TLS (auto) is the default
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -158,3 +158,40 @@ def test_bad_limit_exits_2_before_anything_starts() -> None:
     assert r.returncode == 2
     assert "memory" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_podman_seccomp_profile_is_the_default_with_the_deny_list_on_top(tmp_path: Path) -> None:
+    """Regression: podman's default profile allowed unshare (a user namespace, `unshare -r`)."""
+    import errno as _errno
+    import json
+
+    from edgefleet.sandbox.podman import seccomp_profile
+    from edgefleet.sandbox.seccomp import DENIED_SYSCALLS
+
+    base = tmp_path / "seccomp.json"
+    base.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [
+                    {"names": ["read", "unshare", "mount"], "action": "SCMP_ACT_ALLOW"},
+                    {"names": ["bpf"], "action": "SCMP_ACT_ERRNO", "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+                ],
+            }
+        )
+    )
+    prof = seccomp_profile(base)
+    assert prof["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert prof["syscalls"][0] == {"names": ["read"], "action": "SCMP_ACT_ALLOW"}
+    assert prof["syscalls"][-1] == {
+        "names": list(DENIED_SYSCALLS),
+        "action": "SCMP_ACT_ERRNO",
+        "errnoRet": _errno.EPERM,
+    }
+    assert len(prof["syscalls"]) == 2  # the bpf-only rule is gone: the deny rule covers it
+    fallback = seccomp_profile(tmp_path / "missing.json")
+    assert fallback["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert "unshare" in fallback["syscalls"][-1]["names"]
+    spec = SandboxSpec("w", ("/bin/true",), Limits(), Isolation())
+    argv = PodmanBackend().command(spec, PodmanTarget(rootfs=tmp_path), "ctr", seccomp=base)
+    assert f"seccomp={base}" in argv

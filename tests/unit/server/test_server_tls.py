@@ -95,8 +95,10 @@ def test_operator_certificates_and_bad_options(tmp_path: Path) -> None:
     assert op is not None
     assert op.cert == made.cert
     assert op.fingerprint == made.fingerprint
-    assert resolve_server_tls(tmp_path, None) is None
     assert resolve_server_tls(tmp_path, "off") is None
+    default = resolve_server_tls(tmp_path / "d", None)  # not given: auto, never plain HTTP
+    assert default is not None
+    assert default.ca == tmp_path / "d" / "tls" / "ca.pem"
     other = ensure_auto_tls(tmp_path / "b", now=lambda: T0)
     with pytest.raises(TlsConfigError) as e:
         resolve_server_tls(tmp_path, None, cert=made.cert, key=other.key)
@@ -106,6 +108,8 @@ def test_operator_certificates_and_bad_options(tmp_path: Path) -> None:
         resolve_server_tls(tmp_path, None, cert=made.cert)
     with pytest.raises(TlsConfigError, match="cannot be combined"):
         resolve_server_tls(tmp_path, "auto", cert=made.cert, key=made.key)
+    with pytest.raises(TlsConfigError, match="--tls off"):
+        resolve_server_tls(tmp_path, "off", sans=["edge.lan"])
     with pytest.raises(TlsConfigError, match="expected auto or off"):
         resolve_server_tls(tmp_path, "on")
     with pytest.raises(TlsConfigError, match="host name or an IP"):
@@ -134,3 +138,25 @@ def test_tls_errors_are_translated() -> None:
     assert "--ca-cert" in err.message
     assert "self-signed" in err.message
     assert tls_error(ValueError("x"), "https://h") is None
+
+
+def test_start_banner_prints_the_fingerprint_literally(tmp_path: Path) -> None:
+    """Regression: rich turned ``:AB:`` inside a fingerprint into an emoji, so copying it failed."""
+    import io
+
+    from rich.console import Console
+
+    from edgefleet.cli.server import announce
+    from edgefleet.server.tls import ServerTls
+
+    fp = ":".join(["AB"] * 32)
+    out = io.StringIO()
+    console = Console(file=out, width=60, color_system=None)
+    tls = ServerTls(cert=tmp_path / "s.pem", key=tmp_path / "k.pem", ca=tmp_path / "[ca].pem", fingerprint=fp)
+    announce(console, token="efk_a:ok:b", url="https://h:1", data_dir=tmp_path, server_tls=tls)  # noqa: S106
+    text = out.getvalue()
+    assert f"TLS CA SHA-256 fingerprint: {fp}\n" in text
+    assert f"TLS CA certificate: {tmp_path / '[ca].pem'}\n" in text
+    assert "efk_a:ok:b\n" in text
+    announce(console, token=None, url="http://h:1", data_dir=tmp_path, server_tls=None)
+    assert "warning: --tls off" in out.getvalue()

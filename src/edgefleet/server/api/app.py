@@ -25,7 +25,7 @@ from edgefleet import __version__
 from edgefleet.server import ui
 from edgefleet.server.api import device, fleet, releases
 from edgefleet.server.api.errors import install_error_handlers
-from edgefleet.server.api.observe import FleetCollector, ServerMetrics, TimingAuditMiddleware
+from edgefleet.server.api.observe import FleetCollector, GuessCollector, ServerMetrics, TimingAuditMiddleware
 from edgefleet.server.context import ServerContext
 from edgefleet.server.devices import compact_events
 from edgefleet.server.logs import compact_logs
@@ -66,6 +66,7 @@ def create_app(
     metrics = ServerMetrics(registry)
     registry.register(FleetCollector(ctx))
     registry.register(FleetHealthCollector(ctx))
+    registry.register(GuessCollector(ctx))
     the_driver = driver or RolloutDriver(ctx)
 
     @asynccontextmanager

@@ -16,7 +16,16 @@ from edgefleet.server.context import ServerContext
 from edgefleet.server.errors import ServerInputError, ServerUnauthenticatedError
 from edgefleet.server.tenancy import authenticate_token
 
-__all__ = ["Page", "PageParams", "context", "current_caller", "decode_cursor", "encode_cursor", "role"]
+__all__ = [
+    "Page",
+    "PageParams",
+    "context",
+    "current_caller",
+    "decode_cursor",
+    "encode_cursor",
+    "role",
+    "source_address",
+]
 
 T = TypeVar("T")
 
@@ -29,14 +38,22 @@ def context(request: Request) -> ServerContext:
 Ctx = Annotated[ServerContext, Depends(context)]
 
 
+def source_address(request: Request) -> str:
+    """The peer address token guesses are counted against (a proxy's X-Forwarded-For is not trusted)."""
+    return request.client.host if request.client else "unknown"
+
+
 def current_caller(request: Request, ctx: Ctx) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ServerUnauthenticatedError("send 'Authorization: Bearer <api token>'", field="Authorization")
+    source = source_address(request)
+    ctx.guesses.check(source, "api_token")
     with ctx.db.session() as s:
         caller = authenticate_token(s, token.strip(), ctx.now())
     if caller is None:
+        ctx.guesses.failed(source, "api_token")
         raise ServerUnauthenticatedError(
             "the API token is unknown, expired or revoked", field="Authorization"
         )

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from edgefleet.server.api.blob_http import blob_response
-from edgefleet.server.api.deps import Ctx
+from edgefleet.server.api.deps import Ctx, source_address
 from edgefleet.server.api.errors import ERROR_RESPONSES
 from edgefleet.server.api.schemas import EnrollIn, EnrollOut, ReportIn, ReportOut
 from edgefleet.server.auth import verify_request
@@ -73,20 +73,27 @@ def _authenticate(ctx: ServerContext, request: Request, body: bytes) -> tuple[st
 
 
 @router.post("/enroll", status_code=201)
-def post_enroll(body: EnrollIn, ctx: Ctx) -> EnrollOut:
+def post_enroll(body: EnrollIn, request: Request, ctx: Ctx) -> EnrollOut:
     """Join the fleet with a join token and the device's own ed25519 public key."""
-    with ctx.db.session(write=True) as s:
-        dev = enroll(
-            s,
-            ctx,
-            join_token=body.join_token,
-            public_key_b64=body.public_key,
-            name=body.name,
-            inventory=body.inventory,
-            labels=body.labels,
-        )
-        project = dev.project_id
-        device_id = dev.id
+    source = source_address(request)
+    ctx.guesses.check(source, "join_token")
+    try:
+        with ctx.db.session(write=True) as s:
+            dev = enroll(
+                s,
+                ctx,
+                join_token=body.join_token,
+                public_key_b64=body.public_key,
+                name=body.name,
+                inventory=body.inventory,
+                labels=body.labels,
+            )
+            project = dev.project_id
+            device_id = dev.id
+    except ServerUnauthenticatedError as exc:
+        if exc.code == "server.bad_join_token":
+            ctx.guesses.failed(source, "join_token")
+        raise
     return EnrollOut(
         device_id=device_id,
         project=project,
@@ -96,6 +103,23 @@ def post_enroll(body: EnrollIn, ctx: Ctx) -> EnrollOut:
         poll_interval_seconds=POLL_INTERVAL_SECONDS,
         signature_scheme="edgefleet-device-v1",
     )
+
+
+@router.get("/ca.pem", response_class=Response, responses={200: {"content": {"application/x-pem-file": {}}}})
+def ca_certificate(ctx: Ctx) -> Response:
+    """The CA certificate devices pin (public; a device checks its fingerprint before trusting it)."""
+    path = ctx.settings.tls_ca_file
+    if path is None:
+        raise ServerNotFoundError(
+            "this server publishes no CA certificate (plain HTTP, or an operator certificate "
+            "without --tls-ca): give the agent --ca-file",
+            code="server.no_ca",
+        )
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ServerNotFoundError(f"the CA certificate {path} cannot be read", code="server.no_ca") from exc
+    return Response(pem, media_type="application/x-pem-file", headers={"Cache-Control": "no-store"})
 
 
 def _doc(ctx: ServerContext, device: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edgefleet.errors import EdgefleetError
+from edgefleet.errors import EdgefleetError, RateLimitedError
 from edgefleet.telemetry.logs import get_logger
 
 __all__ = ["ERROR_RESPONSES", "ErrorBody", "install_error_handlers"]
@@ -53,6 +53,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "Not allowed"),
         (404, "Not found"),
         (409, "Conflicts with the current state"),
+        (429, "Too many failed token attempts from this address; see Retry-After"),
     )
 }
 
@@ -68,6 +69,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.http_status >= 500:
             log.error("request failed", extra={"code": exc.code, "error": exc.message})
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,7 +29,7 @@ from edgefleet.server.store.models import AuditEntry, Deployment, Device, Rollou
 from edgefleet.telemetry.logs import get_logger
 from edgefleet.telemetry.metrics import metric_name
 
-__all__ = ["FleetCollector", "ServerMetrics", "TimingAuditMiddleware"]
+__all__ = ["FleetCollector", "GuessCollector", "ServerMetrics", "TimingAuditMiddleware"]
 
 log = get_logger(__name__)
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -103,6 +103,29 @@ class FleetCollector(Collector):
         yield devices
         yield rollouts
         yield progress
+
+
+class GuessCollector(Collector):
+    """Failed token attempts and the attempts refused by the guess limiter, by token kind."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        failures = CounterMetricFamily(
+            metric_name("server", "auth_failures"), "Failed API-token or join-token attempts", labels=["kind"]
+        )
+        refused = CounterMetricFamily(
+            metric_name("server", "auth_rate_limited"),
+            "Attempts refused with 429 after too many failures from one address",
+            labels=["kind"],
+        )
+        g = self.ctx.guesses
+        for kind in ("api_token", "join_token"):
+            failures.add_metric([kind], g.failures_total.get(kind, 0))
+            refused.add_metric([kind], g.refused_total.get(kind, 0))
+        yield failures
+        yield refused
 
 
 class TimingAuditMiddleware:
