@@ -44,8 +44,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.client import DeviceClient
 from edgefleet.agent.config import AgentConfig
-from edgefleet.agent.devicemetrics import DeviceMetrics, nvidia_smi_runner
 from edgefleet.agent.desired import check_desired
+from edgefleet.agent.devicemetrics import DeviceMetrics, nvidia_smi_runner
 from edgefleet.agent.errors import AgentInputError, AgentUnavailableError, AgentVerificationError
 from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
 from edgefleet.agent.logbuffer import LogBuffer
