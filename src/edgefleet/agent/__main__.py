@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -53,9 +54,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--outbox-capacity", type=int, default=1000)
     run.add_argument("--no-tuning", action="store_true")
     run.add_argument("--log-level", default="info")
+    run.add_argument("--lock-file", type=Path)
+    run.add_argument("--endpoint-host", default="127.0.0.1")
+    run.add_argument("--failpoint", help=argparse.SUPPRESS)  # tests: SIGKILL at one step of an update
     st = sub.add_parser("status")
-    st.add_argument("--state-dir", type=Path, required=True)
-    st.add_argument("--status-socket", type=Path)
+    lk = sub.add_parser("lock")
+    lk.add_argument("--reason", required=True)
+    lk.add_argument("--ttl")
+    lk.add_argument("--by", default=os.environ.get("USER") or "operator")
+    ul = sub.add_parser("unlock")
+    for cmd in (st, lk, ul):
+        cmd.add_argument("--state-dir", type=Path, required=True)
+        cmd.add_argument("--status-socket", type=Path)
     return p
 
 
@@ -77,11 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgefleet.errors import EdgefleetError
 
     try:
-        if args.cmd == "status":
-            from edgefleet.agent.local import query_status
+        if args.cmd in {"status", "lock", "unlock"}:
+            from edgefleet.agent.local import request
 
-            status = query_status(args.status_socket or args.state_dir / "agent.sock")
-            sys.stdout.write(json.dumps(status, indent=1) + "\n")
+            req: dict[str, object] = {"op": args.cmd}
+            if args.cmd == "lock":
+                req |= {"reason": args.reason, "ttl": args.ttl, "by": args.by}
+            out = request(args.status_socket or args.state_dir / "agent.sock", req)
+            sys.stdout.write(json.dumps(out, indent=1) + "\n")
             return 0
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_JsonFormatter())
@@ -108,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             workload_user=args.workload_user,
             outbox_capacity=args.outbox_capacity,
             tuning=not args.no_tuning,
+            lock_file=args.lock_file.absolute() if args.lock_file else None,
+            endpoint_host=args.endpoint_host,
+            failpoint=args.failpoint,
         )
         agent = Agent(config)
         signal.signal(signal.SIGTERM, lambda *_: agent.stop())

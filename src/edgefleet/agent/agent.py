@@ -27,11 +27,13 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,8 +44,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.client import DeviceClient
 from edgefleet.agent.config import AgentConfig
+from edgefleet.agent.endpoint import Endpoint
 from edgefleet.agent.errors import AgentInputError, AgentUnavailableError, AgentVerificationError
 from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
+from edgefleet.agent.hotreload import load as reload_model
+from edgefleet.agent.hotreload import model_file, prune, stage, version_ready
+from edgefleet.agent.lock import active as lock_active
+from edgefleet.agent.lock import file_lock_holder
 from edgefleet.agent.outbox import Outbox
 from edgefleet.agent.protocol import verify_document
 from edgefleet.agent.sdnotify import notify
@@ -55,18 +62,6 @@ if TYPE_CHECKING:
 __all__ = ["Agent"]
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-_INSTALL = """
-import json, sys
-from pathlib import Path
-from edgefleet.errors import EdgefleetError
-from edgefleet.bundle.store import BundleStore
-try:
-    b = BundleStore(Path(sys.argv[1])).install(Path(sys.argv[2]), expected_sha256=sys.argv[3])
-    print(json.dumps({"sha256": b.sha256}))
-except EdgefleetError as exc:
-    print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
-"""
-
 log = logging.getLogger("edgefleet.agent")
 
 
@@ -121,7 +116,13 @@ class Agent:
             "tuning": None,
             "desired_revision": 0,
         }
+        self.state.setdefault("endpoints", {})
+        self.state.setdefault("lock", None)
         self.outbox = Outbox(self.dir / "outbox.json", capacity=config.outbox_capacity)
+        self.endpoints: dict[str, Endpoint] = {}
+        self.deferred: dict[str, dict[str, Any]] = {}
+        self.lock_path = config.lock_file or self.dir / "update.lock"
+        self._signed: dict[str, Any] | None = None
         self.client: DeviceClient | None = None
         self.key: Ed25519PrivateKey | None = None
         self.supervisor: Supervisor | None = None
@@ -207,26 +208,40 @@ class Agent:
             raise AgentVerificationError(f"bundle sha256 {sha256!r} is not a digest", code="agent.bad_digest")
         return self.bundles / sha256
 
-    def _install(self, tar: Path, sha256: str) -> None:
-        """Verify and unpack ``tar`` into the store with :class:`edgefleet.bundle.store.BundleStore`,
-        in a child process: the bundle library (pydantic) never loads into the long-running agent."""
+    def _install(self, tar: Path, sha256: str, name: str, version: str) -> dict[str, Any]:
+        """Verify ``tar`` and unpack it into the store, in a child process (``edgefleet.agent.verify``):
+        TUF metadata when the server hosts a repository, then every file against ``bundle.json``. The
+        bundle and TUF libraries (pydantic, python-tuf) never load into the long-running agent."""
         try:
             out = subprocess.run(
-                [sys.executable, "-c", _INSTALL, str(self.bundles), str(tar), sha256],
+                [
+                    sys.executable,
+                    "-m",
+                    "edgefleet.agent.verify",
+                    str(self.dir),
+                    str(tar),
+                    sha256,
+                    name,
+                    version,
+                ],
                 capture_output=True,
                 text=True,
                 timeout=600,
                 check=False,
+                env=os.environ | {"EDGEFLEET_AGENT_FAILPOINT": self.config.failpoint or ""},
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            raise AgentUnavailableError(f"bundle install could not run: {exc}") from exc
+            raise AgentUnavailableError(f"bundle verification could not run: {exc}") from exc
         try:
-            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             result = {"error": {"code": "agent.install_failed", "message": out.stderr.strip()[-500:]}}
         if "error" in result:
             err = result["error"]
+            if err.get("retry"):
+                raise AgentUnavailableError(str(err["message"]), code=str(err["code"]))
             raise AgentVerificationError(str(err["message"]), code=str(err["code"]))
+        return result
 
     def _sandbox_names(self) -> set[str]:
         return {w["name"] for w in self.state["workloads"].values()}
@@ -241,12 +256,56 @@ class Agent:
             if st.name not in keep:
                 log.info("removing a workload no update finished", extra={"workload": st.name})
                 self.supervisor.remove(st.name, grace_s=2.0)
+        self._clean_disk(keep)
         present = {st.name for st in self.supervisor.statuses()}
         for dep, w in self.state["workloads"].items():
             if w["name"] not in present:
                 log.info("starting the last good version from disk", extra={"deployment": dep})
                 self.supervisor.add(self._workload(w))
+            elif w.get("repo") and prune(Path(w["repo"]), w["model_name"], {int(w["model_version"])}):
+                # a hot reload that did not reach its switch: back to the recorded version
+                with contextlib.suppress(EdgefleetError):
+                    reload_model(int(w["http_port"]), w["model_name"], timeout=60.0)
+            self._open_endpoint(dep, w)
         self.supervisor.start()
+
+    def _clean_disk(self, keep: set[str]) -> None:
+        """Leftovers of updates a crash cut short: half-unpacked bundles, repositories of sandboxes
+        that were never recorded."""
+        if self.bundles.is_dir():
+            for path in self.bundles.iterdir():
+                if path.name.startswith(".tmp-"):
+                    shutil.rmtree(path, ignore_errors=True)
+        models = self.dir / "models"
+        if models.is_dir():
+            for path in models.iterdir():
+                if path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
+
+    def _open_endpoint(self, dep: str, w: dict[str, Any]) -> None:
+        """The deployment's stable port (kept in ``state.json``), forwarding to ``w``'s workload."""
+        ep = self.endpoints.get(dep)
+        if ep is None:
+            wanted = (w.get("serving") or {}).get("http_port") or self.state["endpoints"].get(dep) or 0
+            try:
+                ep = Endpoint(int(wanted), host=self.config.endpoint_host)
+            except OSError as exc:
+                log.warning(
+                    "the deployment's port is taken; using another",
+                    extra={"deployment": dep, "port": wanted, "reason": str(exc)},
+                )
+                ep = Endpoint(0, host=self.config.endpoint_host)
+            self.endpoints[dep] = ep
+            if self.state["endpoints"].get(dep) != ep.port:
+                self.state["endpoints"][dep] = ep.port
+                self._save()
+        ep.set_backend(int(w["http_port"]))
+
+    def _close_endpoint(self, dep: str) -> None:
+        ep = self.endpoints.pop(dep, None)
+        if ep is not None:
+            ep.close()
+        self.state["endpoints"].pop(dep, None)
 
     # -- workloads -----------------------------------------------------------------------------
 
@@ -264,11 +323,15 @@ class Agent:
             pids_max=int(res["pids"]) if res.get("pids") else None,
         )
         bundle_dir = self._bundle_dir(w["sha256"])
+        if w.get("repo"):  # a model repository of its own: hot reload of model-only changes
+            source: tuple[str, ...] = (w["repo"],)
+            visible: Path = Path(w["repo"])
+        else:  # recorded before repositories: the bundle's model file
+            source = (str(bundle_dir / w["model_path"]), "--model-name", w["model_name"])
+            visible = bundle_dir
         argv = (
             *self.config.serve_command,
-            str(bundle_dir / w["model_path"]),
-            "--model-name",
-            w["model_name"],
+            *source,
             "--http-port",
             str(w["http_port"]),
             "--grpc-port",
@@ -281,7 +344,7 @@ class Agent:
             limits,
             Isolation(
                 user=resolve_user(self.config.workload_user),
-                ro=(bundle_dir, *_own_installation()),
+                ro=(visible, *_own_installation()),
                 network="host",
             ),
         )
@@ -305,7 +368,11 @@ class Agent:
             stop_grace_s=5.0,
         )
 
-    def _wait_healthy(self, name: str) -> Health:
+    def _wait_healthy(
+        self, name: str, dep: str, *, ready: Callable[[], bool] | None = None, restarts: int | None = None
+    ) -> Health:
+        """Ready within ``--ready-timeout`` (``ready``: an extra check, e.g. the new model version),
+        then ``--health-window`` seconds still ready with no restart."""
         assert self.supervisor is not None  # noqa: S101 - started before any update
         t0 = self._clock()
         ready_at: float | None = None
@@ -320,8 +387,9 @@ class Agent:
                     False, f"workload {st.state} after {now - t0:.1f}s, {st.restarts} restarts{exit_txt}"
                 )
             if ready_at is None:
-                if st.ready:
-                    ready_at, restarts0 = now, st.restarts
+                if st.ready and (ready is None or ready()):
+                    ready_at, restarts0 = now, st.restarts if restarts is None else restarts
+                    self._step(dep, "health_window")
                 elif now - t0 > self.config.ready_timeout_s:
                     return Health(
                         False,
@@ -329,7 +397,12 @@ class Agent:
                         f"({st.restarts} restarts{exit_txt})",
                     )
             else:
-                if st.restarts > restarts0 or st.state != "running" or st.ready is False:
+                if (
+                    st.restarts > restarts0
+                    or st.state != "running"
+                    or st.ready is False
+                    or (ready is not None and not ready())
+                ):
                     return Health(
                         False,
                         f"health window: {st.state}, ready={st.ready}, "
@@ -360,21 +433,85 @@ class Agent:
         )
         self._save()
 
-    def _update(self, w: dict[str, Any]) -> bool:
-        """Bring one deployment to ``w``; False when it must be retried later (server away)."""
+    def _step(self, dep: str, step: str) -> None:
+        """Enter one step of an update (shown in the status); a configured failpoint SIGKILLs here."""
+        self.phase[dep] = step
+        if self.config.failpoint == step:
+            log.warning("failpoint: SIGKILL", extra={"deployment": dep, "step": step})
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _fetch(self, dep: str, w: dict[str, Any]) -> dict[str, Any]:
+        """Download, verify (TUF when the server hosts it) and unpack the bundle; its manifest."""
         assert self.client is not None  # noqa: S101 - enrolled before any update
+        bundle = w["bundle"]
+        sha = bundle["sha256"]
+        manifest_path = self._bundle_dir(sha) / "bundle.json"
+        if not manifest_path.is_file():
+            tar = self.dir / "downloads" / f"{sha}.tar"
+            fail_mid = self.config.failpoint == "downloading"  # SIGKILL after the first bytes are on disk
+            self.phase[dep] = "downloading"
+            self.client.download(
+                bundle["url"],
+                tar,
+                sha256=sha,
+                size=int(bundle["size"]),
+                on_chunk=(lambda _n: self._step(dep, "downloading")) if fail_mid else None,
+            )
+            self.phase[dep] = "verifying"  # and unpacking, in the child (its own failpoints)
+            result = self._install(tar, sha, str(bundle.get("name")), str(bundle.get("version")))
+            if result.get("tuf"):
+                self.outbox.put("bundle_verified", deployment=dep, release=w["release"], **result["tuf"])
+            tar.unlink(missing_ok=True)
+        manifest: dict[str, Any] = json.loads(manifest_path.read_bytes())
+        return manifest
+
+    def _deferral(self, w: dict[str, Any]) -> dict[str, Any] | None:
+        """Why an update of a running workload must wait now (operator lock, maintenance window)."""
+        lock: dict[str, Any] | None = self.state.get("lock")
+        if lock is not None and lock_active(lock):
+            return {"by": "lock", **lock, "reason": f"update lock held by {lock['holder']}: {lock['reason']}"}
+        if lock:
+            self.state["lock"] = None  # expired
+            self._save()
+        holder = file_lock_holder(self.lock_path)
+        if holder is not None:
+            return {"by": "lock_file", "reason": f"update lock: {holder}"}
+        spec = w.get("maintenance")
+        if spec:
+            from edgefleet.maintenance import parse_schedule
+
+            try:
+                sched = parse_schedule(spec, "maintenance")
+            except EdgefleetError as exc:
+                return {"by": "window", "reason": f"maintenance windows do not parse: {exc.message}"}
+            now = datetime.now(UTC)
+            if not sched.is_open(now):
+                nxt = sched.next_open(now)
+                at = nxt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None
+                return {
+                    "by": "window",
+                    "reason": f"outside the maintenance windows {sched.describe()}"
+                    + (f"; next opens {nxt.isoformat(timespec='minutes')}" if nxt else ""),
+                    "next_window": at,
+                }
+        return None
+
+    def _defer(self, dep: str, w: dict[str, Any], why: dict[str, Any]) -> None:
+        first = self.deferred.get(dep, {}).get("reason") != why["reason"]
+        self.deferred[dep] = {"release": w["release"], "version": w["bundle"].get("version"), **why}
+        self.phase.pop(dep, None)
+        if first:
+            log.info("update deferred", extra={"deployment": dep, "reason": why["reason"]})
+            self.outbox.put("update_deferred", deployment=dep, release=w["release"], reason=why["reason"])
+            self._report_now.set()
+
+    def _update(self, w: dict[str, Any]) -> bool:
+        """Bring one deployment to ``w``; False when it must be retried later (server away, deferred)."""
         assert self.supervisor is not None  # noqa: S101
         dep, bundle = w["deployment"], w["bundle"]
         sha = bundle["sha256"]
-        self.phase[dep] = "downloading"
         try:
-            manifest_path = self._bundle_dir(sha) / "bundle.json"
-            if not manifest_path.is_file():
-                tar = self.dir / "downloads" / f"{sha}.tar"
-                self.client.download(bundle["url"], tar, sha256=sha, size=int(bundle["size"]))
-                self._install(tar, sha)
-                tar.unlink(missing_ok=True)
-            manifest = json.loads(manifest_path.read_bytes())
+            manifest = self._fetch(dep, w)
         except AgentUnavailableError as exc:
             self.phase[dep] = "waiting for the server"
             self.last_error = exc.message
@@ -383,8 +520,17 @@ class Agent:
             self.phase.pop(dep, None)
             self._fail(dep, w, "refused", f"bundle refused: {exc.message} [{exc.code}]")
             return True
-        self.phase[dep] = "starting"
         old = self.state["workloads"].get(dep)
+        model_name = str(manifest["name"])
+        model_path = str(manifest["model"]["path"])
+        config = {
+            "resources": w.get("resources") or {},
+            "serving": w.get("serving") or {},
+            "pipeline": w.get("pipeline") or {},
+            "model_name": model_name,
+            "model_file": model_file(model_path),
+            "execution_providers": manifest.get("execution_providers") or [],
+        }
         entry = {
             "deployment": dep,
             "release": w["release"],
@@ -392,49 +538,152 @@ class Agent:
             "version": bundle.get("version"),
             "bundle_name": bundle.get("name"),
             "sha256": sha,
-            "model_path": str(manifest["model"]["path"]),
-            "model_name": str(manifest["name"]),
+            "model_path": model_path,
+            "model_name": model_name,
             "resources": w.get("resources") or {},
-            "name": f"{self.config.workload_prefix}-{dep}-{w['release']}"[:100],
-            "http_port": _free_port(),
-            "grpc_port": _free_port(),
+            "serving": w.get("serving") or {},
+            "config": config,
             "since": _now_iso(),
         }
+        same_config = bool(old and old.get("repo") and old.get("config") == config)
+        if same_config and old and old["sha256"] == sha:  # only the release changed: nothing to restart
+            self._switch(dep, old | {k: entry[k] for k in ("release", "release_number", "since")}, old, w)
+            return True
+        if old is not None:
+            why = self._deferral(w)
+            if why is not None:
+                self._defer(dep, w, why)
+                return False
+        self.deferred.pop(dep, None)
+        if same_config and old is not None:
+            return self._hot_reload(dep, w, old, entry)
+        return self._blue_green(dep, w, old, entry)
+
+    def _blue_green(
+        self, dep: str, w: dict[str, Any], old: dict[str, Any] | None, entry: dict[str, Any]
+    ) -> bool:
+        """A new sandbox on new ports beside the old one; the endpoint moves once it is healthy."""
+        assert self.supervisor is not None  # noqa: S101
+        name = f"{self.config.workload_prefix}-{dep}-{w['release']}"[:100]
+        repo = self.dir / "models" / name
+        entry |= {
+            "name": name,
+            "repo": str(repo),
+            "model_version": 1,
+            "http_port": _free_port(),
+            "grpc_port": _free_port(),
+        }
+        self._step(dep, "staging")
+        shutil.rmtree(repo, ignore_errors=True)
+        stage(
+            repo,
+            entry["model_name"],
+            1,
+            self._bundle_dir(entry["sha256"]) / entry["model_path"],
+            entry["config"]["model_file"],
+        )
         with contextlib.suppress(EdgefleetError):
-            self.supervisor.remove(entry["name"], grace_s=1.0)
+            self.supervisor.remove(name, grace_s=1.0)
         try:
             self.supervisor.add(self._workload(entry))
         except EdgefleetError as exc:
             self.phase.pop(dep, None)
+            shutil.rmtree(repo, ignore_errors=True)
             self._fail(dep, w, "rolled_back", f"start: {exc.message} [{exc.code}]")
             return True
-        health = self._wait_healthy(entry["name"])
-        self.phase.pop(dep, None)
+        self._step(dep, "starting")
+        health = self._wait_healthy(name, dep)
         if not health.ok:
+            self.phase.pop(dep, None)
             with contextlib.suppress(EdgefleetError):
-                self.supervisor.remove(entry["name"], grace_s=2.0)
+                self.supervisor.remove(name, grace_s=2.0)
+            shutil.rmtree(repo, ignore_errors=True)
             self._fail(dep, w, "rolled_back", health.reason)
             return True
-        # the switch: one atomic write
+        self._switch(dep, entry, old, w)
+        return True
+
+    def _hot_reload(self, dep: str, w: dict[str, Any], old: dict[str, Any], entry: dict[str, Any]) -> bool:
+        """The new model as version n+1 of the running serve's repository, swapped in by serve."""
+        assert self.supervisor is not None  # noqa: S101
+        repo, model, port = Path(old["repo"]), old["model_name"], int(old["http_port"])
+        version = int(old["model_version"]) + 1
+        entry |= {k: old[k] for k in ("name", "repo", "http_port", "grpc_port")} | {"model_version": version}
+        self._step(dep, "staging")
+        stage(
+            repo,
+            model,
+            version,
+            self._bundle_dir(entry["sha256"]) / entry["model_path"],
+            entry["config"]["model_file"],
+        )
+        restarts = self.supervisor.status(old["name"]).restarts
+        self._step(dep, "reloading")
+        try:
+            reload_model(port, model)
+            health = self._wait_healthy(
+                old["name"], dep, ready=lambda: version_ready(port, model, version), restarts=restarts
+            )
+        except AgentVerificationError as exc:
+            health = Health(False, exc.message)
+        if not health.ok:
+            self.phase.pop(dep, None)
+            prune(repo, model, {int(old["model_version"])})
+            with contextlib.suppress(AgentVerificationError):
+                reload_model(port, model)  # the old version again, if serve had let it go
+            self._fail(dep, w, "rolled_back", health.reason)
+            return True
+        self._switch(dep, entry, old, w, hot=True)
+        return True
+
+    def _switch(
+        self,
+        dep: str,
+        entry: dict[str, Any],
+        old: dict[str, Any] | None,
+        w: dict[str, Any],
+        *,
+        hot: bool = False,
+    ) -> None:
+        """The switch is one atomic write of ``state.json``; then the endpoint moves and the old goes."""
+        assert self.supervisor is not None  # noqa: S101
         with self._lock:
-            if old:
+            if old and old["sha256"] != entry["sha256"]:
                 self.state["previous"][dep] = old
             self.state["workloads"][dep] = entry
             self.state["failed"].pop(dep, None)
             self._save()
-        if old:
+        self.deferred.pop(dep, None)
+        self._step(dep, "switching")
+        self._open_endpoint(dep, entry)
+        if old and old["name"] != entry["name"]:
+            ep = self.endpoints.get(dep)
+            if ep is not None:
+                ep.drain(int(old["http_port"]), timeout=30.0)
             with contextlib.suppress(EdgefleetError):
                 self.supervisor.remove(old["name"])
-        self.updates["ok"] += 1
+            self._step(dep, "cleanup")
+            if old.get("repo"):
+                shutil.rmtree(old["repo"], ignore_errors=True)
+        elif hot:
+            self._step(dep, "cleanup")
+            prune(Path(entry["repo"]), entry["model_name"], {int(entry["model_version"])})
+        self.phase.pop(dep, None)
+        if old and old["release"] == entry["release"]:
+            return
+        if old is None or old["sha256"] != entry["sha256"]:
+            self.updates["ok"] += 1
         self.outbox.put(
             "updated",
             deployment=dep,
             release=w["release"],
-            version=bundle.get("version"),
+            version=w["bundle"].get("version"),
             previous=old["version"] if old else None,
+            how="hot_reload"
+            if hot
+            else ("release_only" if old and old["sha256"] == entry["sha256"] else "blue_green"),
         )
-        log.info("updated", extra={"deployment": dep, "release": w["release"]})
-        return True
+        log.info("updated", extra={"deployment": dep, "release": w["release"], "hot_reload": hot})
 
     def _gc_bundles(self) -> None:
         keep = {w["sha256"] for w in self.state["workloads"].values()}
@@ -466,7 +715,7 @@ class Agent:
         self.outbox.put("tuning_applied" if profile else "tuning_reverted", profile=profile)
         self._save()
 
-    def apply(self, signed: dict[str, Any]) -> bool:
+    def apply(self, signed: dict[str, Any]) -> bool:  # noqa: PLR0912 - the reconcile steps, in order
         """Reconcile towards ``signed``; True when every step is done (or failed for good)."""
         assert self.supervisor is not None  # noqa: S101 - restored before the first poll
         assert self.identity is not None  # noqa: S101
@@ -483,18 +732,25 @@ class Agent:
             raise AgentVerificationError(f"desired state expired at {expires}", code="agent.expired")
         self.state["desired_revision"] = revision
         desired = {w["deployment"]: w for w in signed.get("workloads", [])}
+        for dep in list(self.deferred):
+            if dep not in desired:
+                self.deferred.pop(dep)
         for dep in list(self.state["workloads"]):
             if dep not in desired:
                 gone = self.state["workloads"].pop(dep)
                 self.state["previous"].pop(dep, None)
+                self._close_endpoint(dep)
                 self._save()
                 with contextlib.suppress(EdgefleetError):
                     self.supervisor.remove(gone["name"])
+                if gone.get("repo"):
+                    shutil.rmtree(gone["repo"], ignore_errors=True)
                 self.outbox.put("removed", deployment=dep, release=gone["release"])
         done = True
         for dep, w in desired.items():
             cur = self.state["workloads"].get(dep)
             if cur and cur["release"] == w["release"]:
+                self.deferred.pop(dep, None)
                 continue
             if self.state["failed"].get(dep, {}).get("release") == w["release"]:
                 continue
@@ -542,6 +798,18 @@ class Agent:
                     "reason": f["reason"],
                 }
             )
+        for dep, d in self.deferred.items():
+            out.append(
+                {
+                    "deployment": dep,
+                    "release": d["release"],
+                    "status": "deferred",
+                    "ready": False,
+                    "crash_loops": 0,
+                    "reason": d["reason"],
+                    "next_window": d.get("next_window"),
+                }
+            )
         for dep, phase in self.phase.items():
             out.append(
                 {
@@ -572,6 +840,8 @@ class Agent:
                         for d, w in self.state["workloads"].items()
                     ],
                     "tuning_profile": self.state.get("tuning"),
+                    "update_lock": self.state.get("lock"),
+                    "deferred": self.deferred,
                 },
                 "health": self.health(),
                 "events": events,
@@ -609,6 +879,21 @@ class Agent:
             if time.monotonic() - self._heartbeat < max(120.0, self.config.poll_wait_s * 3):
                 notify("WATCHDOG=1")
 
+    def set_lock(self, reason: str | None, by: str = "operator", ttl: Any = None) -> dict[str, Any]:
+        """Hold (``reason``) or release (None) the operator's update lock; the lock's state."""
+        from edgefleet.agent.lock import operator_lock, parse_ttl
+
+        with self._lock:
+            if reason is None:
+                self.state["lock"] = None
+                self.outbox.put("update_unlocked", by=by)
+            else:
+                self.state["lock"] = operator_lock(reason, by, parse_ttl(ttl))
+                self.outbox.put("update_locked", **self.state["lock"])
+            self._save()
+        self._report_now.set()
+        return {"update_lock": self.state["lock"]}
+
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -621,6 +906,8 @@ class Agent:
                 "sandbox": w["name"],
                 "http_port": w["http_port"],
                 "grpc_port": w["grpc_port"],
+                "endpoint": self.state["endpoints"].get(dep),
+                "model_version": w.get("model_version"),
             }
             if self.supervisor is not None:
                 with contextlib.suppress(EdgefleetError):
@@ -648,6 +935,8 @@ class Agent:
             "previous": {d: w["version"] for d, w in self.state["previous"].items()},
             "failed": self.state["failed"],
             "in_progress": dict(self.phase),
+            "deferred": dict(self.deferred),
+            "update_lock": {"operator": self.state.get("lock"), "file": str(self.lock_path)},
             "tuning_profile": self.state.get("tuning"),
             "outbox": {"queued": len(self.outbox), "dropped": self.outbox.dropped},
             "polls": self.polls,
@@ -700,13 +989,31 @@ class Agent:
         except EdgefleetError as exc:
             log.warning("tuning recovery failed", extra={"reason": exc.message})
 
+    def _recheck_s(self) -> float:
+        """How soon a deferred update is looked at again: a lock every 5 s, a window when it opens."""
+        out = self.config.poll_wait_s
+        now = datetime.now(UTC)
+        for d in self.deferred.values():
+            at = d.get("next_window")
+            if d.get("by") == "window" and at:
+                out = min(out, max(1.0, (datetime.fromisoformat(at) - now).total_seconds() + 0.5))
+            else:
+                out = min(out, 5.0)
+        return out
+
     def _poll_once(
         self, etag: str | None, retry: bool, server_key: bytes, t_start: float
     ) -> tuple[str | None, bool]:
-        """One long-poll and, on a new document, one reconcile: ``(etag to send next, retry soon)``."""
+        """One long-poll and, on a new document (or a deferred update to look at again), one
+        reconcile: ``(etag to send next, retry soon)``."""
         if self.client is None:
             raise AgentUnavailableError("no server client")
-        wait = 0.0 if (self.polls == 0 or retry) else self.config.poll_wait_s
+        if self.polls == 0 or (retry and not self.deferred):
+            wait = 0.0
+        elif self.deferred:
+            wait = self._recheck_s()
+        else:
+            wait = self.config.poll_wait_s
         status, new_etag, envelope = self.client.desired_state(etag, wait)
         self.polls += 1
         if self.first_poll_s is None:
@@ -715,12 +1022,18 @@ class Agent:
             self._set_reachable(True)
             self._report_now.set()
         self.last_contact = time.time()
-        if status != 200 or envelope is None:
+        if status == 200 and envelope is not None:
+            self._signed = verify_document(envelope, server_key)
+            atomic_write_json(self.dir / "desired.json", envelope)
+            etag = new_etag
+        elif not (self.deferred and self._signed is not None):
             return etag, False
-        signed = verify_document(envelope, server_key)
-        atomic_write_json(self.dir / "desired.json", envelope)
-        retry = not self.apply(signed)
-        return (None if retry else new_etag), retry
+        assert self._signed is not None  # noqa: S101 - set above or deferred on it
+        if self.apply(self._signed):
+            return etag, False
+        if self.deferred and "waiting for the server" not in self.phase.values():
+            return etag, False  # the next poll is short and looks at the deferral again
+        return None, True
 
     def run(self, *, t_start: float | None = None) -> None:
         """Enroll (or load the identity), restore the last good state, then follow the server."""

@@ -31,6 +31,9 @@ class AgentConfig:
     keep_bundles: int = 2
     outbox_capacity: int = 1000
     tuning: bool = True
+    lock_file: Path | None = None  # default <state>/update.lock
+    endpoint_host: str = "127.0.0.1"  # where the deployments' stable ports listen
+    failpoint: str | None = None  # tests: SIGKILL the agent at this step of an update
 
     @property
     def socket_path(self) -> Path:

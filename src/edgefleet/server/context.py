@@ -52,6 +52,14 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = Field(default=4 * 1024**3, gt=0, description="Largest bundle upload.")
     desired_state_ttl_seconds: float = Field(default=7 * 86400, gt=0, description="Signed document expiry.")
     replica_id: str = Field(default="", description="Name of this replica in leases; random when empty.")
+    tuf_keys_dir: Path | None = Field(
+        default=None,
+        description="Keys directory of `edgefleet keys init` (root chain, online keys, optionally a "
+        "targets key): host a TUF repository of the bundles and have devices verify them with it.",
+    )
+    tuf_passphrase_env: str | None = Field(
+        default=None, description="Environment variable holding the passphrase of an encrypted targets key."
+    )
 
 
 class Notifier:
