@@ -132,7 +132,7 @@ def parse_schedule(spec: Any, field: str = "maintenance") -> Schedule:
     unknown = sorted(set(spec) - {"windows", "timezone"})
     if unknown:
         raise MaintenanceInputError(
-            f"{field}: unknown key {unknown[0]!r}; allowed: windows, timezone", field=f"{field}.{unknown[0]}"
+            f"{field}.{unknown[0]}: unknown key; allowed: windows, timezone", field=f"{field}.{unknown[0]}"
         )
     tz = spec.get("timezone", "UTC")
     if not isinstance(tz, str) or not tz:
