@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.client import DeviceClient
@@ -52,7 +51,7 @@ from edgefleet.agent.hotreload import model_file, prune, stage, version_ready
 from edgefleet.agent.lock import active as lock_active
 from edgefleet.agent.lock import file_lock_holder
 from edgefleet.agent.outbox import Outbox
-from edgefleet.agent.protocol import verify_document
+from edgefleet.agent.protocol import key_pem, load_key_pem, verify_document
 from edgefleet.agent.sdnotify import notify
 from edgefleet.errors import EdgefleetError, VerificationError
 
@@ -144,14 +143,11 @@ class Agent:
         path = self.dir / "key.pem"
         if not path.exists():
             key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            atomic_write(path, pem, mode=0o600)
+            atomic_write(path, key_pem(key), mode=0o600)
             return key
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise AgentInputError(f"{path}: not an ed25519 key", field="key.pem")
+        loaded = load_key_pem(path.read_bytes())
+        if loaded is None:
+            raise AgentInputError(f"{path}: not an unencrypted PKCS#8 ed25519 key", field="key.pem")
         return loaded
 
     def enroll(self) -> dict[str, Any]:
@@ -160,9 +156,7 @@ class Agent:
         if self.identity is None:
             if not self.config.server or not self.config.join_token:
                 raise AgentInputError("not enrolled yet: give --server and --join-token", field="join-token")
-            public = self.key.public_key().public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            )
+            public = self.key.public_key().public_bytes_raw()
             body = {
                 "join_token": self.config.join_token,
                 "public_key": base64.b64encode(public).decode(),

@@ -27,12 +27,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface
 
-from edgefleet.agent.protocol import sign_request
+from edgefleet.agent.protocol import load_key_pem, sign_request
 from edgefleet.errors import EdgefleetError, UnavailableError, VerificationError
 
 __all__ = ["SignedFetcher", "main", "verify_and_install"]
@@ -116,8 +115,8 @@ def _verify_tuf(
     from edgefleet.bundle.client import BundleClient
     from edgefleet.bundle.errors import BundleError
 
-    loaded = serialization.load_pem_private_key((state / "key.pem").read_bytes(), password=None)
-    if not isinstance(loaded, Ed25519PrivateKey):
+    loaded = load_key_pem((state / "key.pem").read_bytes())
+    if loaded is None:
         raise VerificationError("key.pem: not an ed25519 key", code="agent.bad_key")
     base = str(identity["server"]).rstrip("/") + str(trust.get("tuf_url") or "/device/v1/tuf")
     root = trust.get("tuf_root")

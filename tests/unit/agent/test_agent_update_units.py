@@ -152,3 +152,31 @@ def test_the_endpoint_forwards_each_request_to_the_backend_current_when_it_arriv
         ep.close()
         blue.close()
         green.close()
+
+
+def test_the_agent_writes_and_reads_its_key_as_cryptography_does_without_its_serialization_module() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgefleet.agent.protocol import key_pem, load_key_pem
+
+    key = Ed25519PrivateKey.generate()
+    reference = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    assert key_pem(key) == reference
+    loaded = load_key_pem(reference)
+    assert loaded is not None
+    assert loaded.private_bytes_raw() == key.private_bytes_raw()
+    assert load_key_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") is None
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, edgefleet.agent.agent; print([m for m in sys.modules if 'serialization.ssh' in m])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
