@@ -131,9 +131,14 @@ def main() -> None:
                 "after_update_rss_mb": after["rss_mb"],
                 "after_update_pss_mb": after["pss_mb"],
                 "heavy_modules": st["heavy_modules"],
-                "edgefleet": subprocess.check_output(
-                    ["git", "describe", "--always", "--dirty"], text=True, cwd=Path(__file__).parent
-                ).strip(),
+                "edgefleet": subprocess.run(
+                    ["git", "describe", "--always", "--dirty"],
+                    capture_output=True,
+                    text=True,
+                    cwd=Path(__file__).parent,
+                    check=False,
+                ).stdout.strip()
+                or "unknown",
                 "import_rss_mb": {
                     "python -c pass": import_rss("pass"),
                     "cryptography ed25519": import_rss(
