@@ -29,6 +29,7 @@ __all__ = ["Schedule", "Window", "parse_schedule"]
 
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW: Final = re.compile(r"^\s*(\S+)\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_MAX_WINDOWS: Final = 32
 _FORMS: Final = (
     "'DAYS HH:MM-HH:MM' with DAYS one of daily, *, Mon, Mon-Fri, Mon,Wed,Fri-Sun (e.g. 'Mon-Fri 02:00-04:00')"
 )
@@ -145,9 +146,9 @@ def parse_schedule(spec: Any, field: str = "maintenance") -> Schedule:
             field=f"{field}.timezone",
         ) from exc
     raw = spec.get("windows")
-    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw or len(raw) > _MAX_WINDOWS:
         raise MaintenanceInputError(
-            f"{field}.windows: a non-empty list of windows, each {_FORMS}", field=f"{field}.windows"
+            f"{field}.windows: a list of 1 to {_MAX_WINDOWS} windows, each {_FORMS}", field=f"{field}.windows"
         )
     windows = []
     for i, text in enumerate(raw):

@@ -1067,6 +1067,8 @@ class Agent:
             notify("STOPPING=1")
             self._halt.set()
             self._report_now.set()
+            for ep in self.endpoints.values():
+                ep.close()
             if self.supervisor is not None:
                 self.supervisor.close(stop_workloads=False)
             with contextlib.suppress(OSError):
