@@ -28,7 +28,7 @@ from edgefleet.errors import InvalidInputError
 __all__ = ["Schedule", "Window", "parse_schedule"]
 
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_WINDOW: Final = re.compile(r"^\s*(\S+)\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_WINDOW: Final = re.compile(r"^\s*(\S{1,64})\s+([0-9]{1,2}):([0-9]{2})\s*-\s*([0-9]{1,2}):([0-9]{2})\s*$")
 _MAX_WINDOWS: Final = 32
 _FORMS: Final = (
     "'DAYS HH:MM-HH:MM' with DAYS one of daily, *, Mon, Mon-Fri, Mon,Wed,Fri-Sun (e.g. 'Mon-Fri 02:00-04:00')"
@@ -142,7 +142,7 @@ def parse_schedule(spec: Any, field: str = "maintenance") -> Schedule:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise MaintenanceInputError(
-            f"{field}.timezone: {tz!r} is not a known IANA time zone (e.g. UTC, Europe/Berlin)",
+            f"{field}.timezone: {tz[:64]!r} is not a known IANA time zone (e.g. UTC, Europe/Berlin)",
             field=f"{field}.timezone",
         ) from exc
     raw = spec.get("windows")
@@ -155,7 +155,7 @@ def parse_schedule(spec: Any, field: str = "maintenance") -> Schedule:
         where = f"{field}.windows[{i}]"
         m = _WINDOW.match(text) if isinstance(text, str) else None
         if m is None:
-            raise MaintenanceInputError(f"{where}: {text!r} is not {_FORMS}", field=where)
+            raise MaintenanceInputError(f"{where}: {repr(text)[:80]} is not {_FORMS}", field=where)
         start = _minutes(m[2], m[3], end=False, field=where, text=text)
         stop = _minutes(m[4], m[5], end=True, field=where, text=text)
         if start == stop:
