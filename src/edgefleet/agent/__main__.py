@@ -61,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     lk = sub.add_parser("lock")
     lk.add_argument("--reason", required=True)
     lk.add_argument("--ttl")
-    lk.add_argument("--by", default=os.environ.get("USER") or "operator")
+    lk.add_argument("--by")
     ul = sub.add_parser("unlock")
     for cmd in (st, lk, ul):
         cmd.add_argument("--state-dir", type=Path, required=True)
@@ -92,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             req: dict[str, object] = {"op": args.cmd}
             if args.cmd == "lock":
-                req |= {"reason": args.reason, "ttl": args.ttl, "by": args.by}
+                who = args.by or os.environ.get("USER") or "operator"
+                req |= {"reason": args.reason, "ttl": args.ttl, "by": who}
             out = request(args.status_socket or args.state_dir / "agent.sock", req)
             sys.stdout.write(json.dumps(out, indent=1) + "\n")
             return 0

@@ -639,8 +639,9 @@ class Agent:
         *,
         hot: bool = False,
     ) -> None:
-        """The switch is one atomic write of ``state.json``; then the endpoint moves and the old goes."""
+        """The endpoint moves, the switch is one atomic write of ``state.json``, then the old one goes."""
         assert self.supervisor is not None  # noqa: S101
+        self._open_endpoint(dep, entry)  # new requests go to the new workload from here on
         with self._lock:
             if old and old["sha256"] != entry["sha256"]:
                 self.state["previous"][dep] = old
@@ -649,7 +650,6 @@ class Agent:
             self._save()
         self.deferred.pop(dep, None)
         self._step(dep, "switching")
-        self._open_endpoint(dep, entry)
         if old and old["name"] != entry["name"]:
             ep = self.endpoints.get(dep)
             if ep is not None:

@@ -87,15 +87,18 @@ def lock(
         str | None,
         typer.Option("--ttl", help="Release it by itself after 90s, 30m, 2h, 1d.", show_default=False),
     ] = None,
-    by: Annotated[str, typer.Option("--by", help="Who holds it.")] = os.environ.get("USER") or "operator",
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who holds it [default: $USER].", show_default=False)
+    ] = None,
     state_dir: _StateDir = Path("/var/lib/edgefleet/agent"),
     socket_path: _Socket = None,
 ) -> None:
     """Hold the update lock: the agent defers updates (reported as deferred) until `agent unlock`."""
     from edgefleet.agent.local import request
 
+    who = by or os.environ.get("USER") or "operator"
     out = request(
-        socket_path or state_dir / "agent.sock", {"op": "lock", "reason": reason, "ttl": ttl, "by": by}
+        socket_path or state_dir / "agent.sock", {"op": "lock", "reason": reason, "ttl": ttl, "by": who}
     )
     held = out["update_lock"]
     typer.echo(
