@@ -149,3 +149,32 @@ def test_tuf_server_refuses_an_upload_whose_targets_metadata_is_not_signed_by_th
         )
     assert r.status_code == 422, r.text
     assert "targets" in r.json()["error"]["message"], r.text
+
+
+def test_tuf_server_publishes_targets_metadata_signed_offline_and_refuses_an_older_one(
+    tmp_path: Path, tuf_fleet: Fleet
+) -> None:
+    """The release engineer's flow: `bundle sign` into a local repository, upload with its targets."""
+    from edgefleet.bundle.keys import KeyStore
+    from edgefleet.bundle.repository import Repository
+
+    assert tuf_fleet.keys is not None
+    keys = KeyStore(tuf_fleet.keys)
+    local = Repository.create(tmp_path / "local-repo", keys.root_versions())
+    signers = keys.signers("targets", None)
+    published = tuf_fleet.server.data / "tuf" / "default" / "metadata"
+    sent: list[bytes] = []
+    for version in ("1.0.0", "2.0.0"):
+        tar = make_bundle(tmp_path, "det", version)
+        local.add_bundle(tar, signers)
+        targets = (local.metadata_dir / f"{len(sent) + 1}.targets.json").read_bytes()
+        sent.append(targets)
+        with tuf_fleet.api() as api:
+            r = api.post("/bundles", files={"file": (tar.name, tar.read_bytes())}, data={"targets": targets})
+        assert r.status_code == 201, r.text
+        assert json.loads((published / f"{len(sent)}.targets.json").read_bytes()) == json.loads(targets)
+    tar = make_bundle(tmp_path, "det", "3.0.0")
+    with tuf_fleet.api() as api:  # targets v1 again, for a new bundle: older than the published v2
+        r = api.post("/bundles", files={"file": (tar.name, tar.read_bytes())}, data={"targets": sent[0]})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "bundle.rollback", r.text
