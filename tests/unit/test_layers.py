@@ -16,6 +16,7 @@ RANKS: dict[str, int] = {
     "errors": 0,
     "config": 1,
     "telemetry": 2,
+    "maintenance": 2,  # the maintenance-window contract shared by the server and the agent
     # the inventory everything sizes itself from
     "probe": 3,
     # OS-facing mechanisms

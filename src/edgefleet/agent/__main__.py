@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -70,9 +71,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--sys-root", type=Path, default=Path("/sys"))
     run.add_argument("--nvidia-smi", help="path of nvidia-smi; '' turns GPU metrics from it off")
     run.add_argument("--log-level", default="info")
+    run.add_argument("--lock-file", type=Path)
+    run.add_argument("--endpoint-host", default="127.0.0.1")
+    run.add_argument("--failpoint", help=argparse.SUPPRESS)  # tests: SIGKILL at one step of an update
     st = sub.add_parser("status")
-    st.add_argument("--state-dir", type=Path, required=True)
-    st.add_argument("--status-socket", type=Path)
+    lk = sub.add_parser("lock")
+    lk.add_argument("--reason", required=True)
+    lk.add_argument("--ttl")
+    lk.add_argument("--by")
+    ul = sub.add_parser("unlock")
+    for cmd in (st, lk, ul):
+        cmd.add_argument("--state-dir", type=Path, required=True)
+        cmd.add_argument("--status-socket", type=Path)
     return p
 
 
@@ -129,11 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgefleet.errors import EdgefleetError
 
     try:
-        if args.cmd == "status":
-            from edgefleet.agent.local import query_status
+        if args.cmd in {"status", "lock", "unlock"}:
+            from edgefleet.agent.local import request
 
-            status = query_status(args.status_socket or args.state_dir / "agent.sock")
-            sys.stdout.write(json.dumps(status, indent=1) + "\n")
+            req: dict[str, object] = {"op": args.cmd}
+            if args.cmd == "lock":
+                who = args.by or os.environ.get("USER") or "operator"
+                req |= {"reason": args.reason, "ttl": args.ttl, "by": who}
+            out = request(args.status_socket or args.state_dir / "agent.sock", req)
+            sys.stdout.write(json.dumps(out, indent=1) + "\n")
             return 0
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_JsonFormatter())
@@ -169,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             proc_root=args.proc_root,
             sys_root=args.sys_root,
             nvidia_smi=args.nvidia_smi,
+            lock_file=args.lock_file.absolute() if args.lock_file else None,
+            endpoint_host=args.endpoint_host,
+            failpoint=args.failpoint,
         )
         if config.log_buffer_bytes < 65536 or config.log_interval_s <= 0:
             from edgefleet.agent.errors import AgentInputError

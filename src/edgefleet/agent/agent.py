@@ -13,10 +13,15 @@ State directory layout (every file written atomically: temp, fsync, rename)::
     bundles/         the content-addressed bundle store
     supervisor/      the sandbox supervisor's directory (adoption after a restart)
 
-An update switches only once the new workload is ready and survived its health window: the switch
-is the single write of ``state.json``. A SIGKILL before it leaves the old version recorded (the new
-sandbox is removed at the next start), after it the new one (the old sandbox is removed), so the
-device is always on one of the two and serving.
+    tuf/metadata/    the TUF metadata the device trusts (with a server that hosts a TUF repository)
+    models/          each workload's model repository (hot reload of model-only changes)
+    update.lock      the lock file processes hold to defer updates
+
+The steps of an update live in :mod:`edgefleet.agent.update` (mixed into :class:`Agent`). An update
+switches only once the new workload is ready and survived its health window: the switch is the single
+write of ``state.json``. A SIGKILL before it leaves the old version recorded (what the update started
+is removed at the next start), after it the new one (the old is removed), so the device is always on
+one of the two and serving.
 """
 
 from __future__ import annotations
@@ -27,65 +32,42 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.client import DeviceClient
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.desired import check_desired
 from edgefleet.agent.devicemetrics import DeviceMetrics, nvidia_smi_runner
+from edgefleet.agent.endpoint import Endpoint
 from edgefleet.agent.errors import AgentInputError, AgentUnavailableError, AgentVerificationError
 from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
+from edgefleet.agent.hotreload import load as reload_model
+from edgefleet.agent.hotreload import prune
 from edgefleet.agent.logbuffer import LogBuffer
 from edgefleet.agent.metrics import AgentStats
 from edgefleet.agent.outbox import Outbox
-from edgefleet.agent.protocol import verify_document
+from edgefleet.agent.protocol import key_pem, load_key_pem, verify_document
 from edgefleet.agent.sdnotify import notify
 from edgefleet.agent.tls import context_for, fetch_ca, normalize_fingerprint, pem_fingerprint
-from edgefleet.errors import EdgefleetError, VerificationError
+from edgefleet.agent.update import DIGEST, UpdateSteps, now_iso
+from edgefleet.errors import EdgefleetError
 
 if TYPE_CHECKING:
     from edgefleet.agent.logship import LogShipper, WorkloadLog
-    from edgefleet.sandbox.supervisor import Supervisor, Workload
+    from edgefleet.sandbox.supervisor import Supervisor
 
 __all__ = ["Agent"]
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
-_INSTALL = """
-import json, sys
-from pathlib import Path
-from edgefleet.errors import EdgefleetError
-from edgefleet.bundle.store import BundleStore
-try:
-    b = BundleStore(Path(sys.argv[1])).install(Path(sys.argv[2]), expected_sha256=sys.argv[3])
-    print(json.dumps({"sha256": b.sha256}))
-except EdgefleetError as exc:
-    print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
-"""
-
 log = logging.getLogger("edgefleet.agent")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def probe_inventory(timeout: float = 120.0) -> dict[str, Any]:
@@ -103,13 +85,7 @@ def probe_inventory(timeout: float = 120.0) -> dict[str, Any]:
     return data
 
 
-@dataclass
-class Health:
-    ok: bool
-    reason: str = ""
-
-
-class Agent:
+class Agent(UpdateSteps):
     def __init__(self, config: AgentConfig, *, clock: Any = time.monotonic, sleep: Any = None) -> None:
         self.config = config
         self.dir = config.state_dir
@@ -129,7 +105,13 @@ class Agent:
             "tuning": None,
             "desired_revision": 0,
         }
+        self.state.setdefault("endpoints", {})
+        self.state.setdefault("lock", None)
         self.outbox = Outbox(self.dir / "outbox.json", capacity=config.outbox_capacity)
+        self.endpoints: dict[str, Endpoint] = {}
+        self.deferred: dict[str, dict[str, Any]] = {}
+        self.lock_path = config.lock_file or self.dir / "update.lock"
+        self._signed: dict[str, Any] | None = None
         self.client: DeviceClient | None = None
         self.key: Ed25519PrivateKey | None = None
         self.supervisor: Supervisor | None = None
@@ -159,14 +141,11 @@ class Agent:
         path = self.dir / "key.pem"
         if not path.exists():
             key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            atomic_write(path, pem, mode=0o600)
+            atomic_write(path, key_pem(key), mode=0o600)
             return key
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise AgentInputError(f"{path}: not an ed25519 key", field="key.pem")
+        loaded = load_key_pem(path.read_bytes())
+        if loaded is None:
+            raise AgentInputError(f"{path}: not an unencrypted PKCS#8 ed25519 key", field="key.pem")
         return loaded
 
     def _trust(self, server: str) -> bytes | None:
@@ -212,9 +191,7 @@ class Agent:
         if self.identity is None:
             if not self.config.server or not self.config.join_token:
                 raise AgentInputError("not enrolled yet: give --server and --join-token", field="join-token")
-            public = self.key.public_key().public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            )
+            public = self.key.public_key().public_bytes_raw()
             body = {
                 "join_token": self.config.join_token,
                 "public_key": base64.b64encode(public).decode(),
@@ -233,7 +210,7 @@ class Agent:
                 "server_key_id": data["server_key_id"],
                 "trust": data.get("trust") or {},
                 "poll_interval_seconds": data.get("poll_interval_seconds"),
-                "enrolled_at": _now_iso(),
+                "enrolled_at": now_iso(),
             }
             atomic_write_json(self.dir / "identity.json", identity)
             self.identity = identity
@@ -250,37 +227,6 @@ class Agent:
         with self._lock:
             atomic_write_json(self.dir / "state.json", self.state)
 
-    @property
-    def bundles(self) -> Path:
-        """The content-addressed store (``edgefleet.bundle.store`` layout: ``<root>/<sha256>/``)."""
-        return self.dir / "bundles"
-
-    def _bundle_dir(self, sha256: str) -> Path:
-        if not _DIGEST.match(sha256):
-            raise AgentVerificationError(f"bundle sha256 {sha256!r} is not a digest", code="agent.bad_digest")
-        return self.bundles / sha256
-
-    def _install(self, tar: Path, sha256: str) -> None:
-        """Verify and unpack ``tar`` into the store with :class:`edgefleet.bundle.store.BundleStore`,
-        in a child process: the bundle library (pydantic) never loads into the long-running agent."""
-        try:
-            out = subprocess.run(
-                [sys.executable, "-c", _INSTALL, str(self.bundles), str(tar), sha256],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise AgentUnavailableError(f"bundle install could not run: {exc}") from exc
-        try:
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            result = {"error": {"code": "agent.install_failed", "message": out.stderr.strip()[-500:]}}
-        if "error" in result:
-            err = result["error"]
-            raise AgentVerificationError(str(err["message"]), code=str(err["code"]))
-
     def _sandbox_names(self) -> set[str]:
         return {w["name"] for w in self.state["workloads"].values()}
 
@@ -294,200 +240,33 @@ class Agent:
             if st.name not in keep:
                 log.info("removing a workload no update finished", extra={"workload": st.name})
                 self.supervisor.remove(st.name, grace_s=2.0)
+        self._clean_disk(keep)
         present = {st.name for st in self.supervisor.statuses()}
         for dep, w in self.state["workloads"].items():
             if w["name"] not in present:
                 log.info("starting the last good version from disk", extra={"deployment": dep})
                 self.supervisor.add(self._workload(w))
+            elif w.get("repo") and prune(Path(w["repo"]), w["model_name"], {int(w["model_version"])}):
+                # a hot reload that did not reach its switch: back to the recorded version
+                with contextlib.suppress(EdgefleetError):
+                    reload_model(int(w["http_port"]), w["model_name"], timeout=60.0)
+            self._open_endpoint(dep, w)
         self.supervisor.start()
 
+    def _clean_disk(self, keep: set[str]) -> None:
+        """Leftovers of updates a crash cut short: half-unpacked bundles, repositories of sandboxes
+        that were never recorded."""
+        if self.bundles.is_dir():
+            for path in self.bundles.iterdir():
+                if path.name.startswith(".tmp-"):
+                    shutil.rmtree(path, ignore_errors=True)
+        models = self.dir / "models"
+        if models.is_dir():
+            for path in models.iterdir():
+                if path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
+
     # -- workloads -----------------------------------------------------------------------------
-
-    def _workload(self, w: dict[str, Any]) -> Workload:
-        from edgefleet.sandbox.limits import Limits, parse_size
-        from edgefleet.sandbox.spec import Isolation, SandboxSpec, resolve_user
-        from edgefleet.sandbox.supervisor import Probe, RestartPolicy, Workload
-
-        res = w.get("resources") or {}
-        mem = res.get("memory")
-        limits = Limits(
-            cpus=float(res["cpus"]) if res.get("cpus") else None,
-            cpuset_cpus=res.get("cpuset") or None,
-            memory_max=(parse_size(str(mem)) if isinstance(mem, str) else int(mem)) if mem else None,
-            pids_max=int(res["pids"]) if res.get("pids") else None,
-        )
-        bundle_dir = self._bundle_dir(w["sha256"])
-        argv = (
-            *self.config.serve_command,
-            str(bundle_dir / w["model_path"]),
-            "--model-name",
-            w["model_name"],
-            "--http-port",
-            str(w["http_port"]),
-            "--grpc-port",
-            str(w["grpc_port"]),
-            "--no-cache",
-        )
-        spec = SandboxSpec(
-            w["name"],
-            argv,
-            limits,
-            Isolation(
-                user=resolve_user(self.config.workload_user),
-                ro=(bundle_dir, *_own_installation()),
-                network="host",
-            ),
-        )
-        return Workload(
-            spec,
-            restart=RestartPolicy(
-                "on-failure", initial_s=1.0, max_s=30.0, crash_loop_restarts=3, crash_loop_window_s=120.0
-            ),
-            readiness=Probe(
-                "http", port=w["http_port"], path="/v2/health/ready", period_s=0.5, timeout_s=2.0
-            ),
-            liveness=Probe(
-                "http",
-                port=w["http_port"],
-                path="/v2/health/live",
-                period_s=5.0,
-                timeout_s=3.0,
-                initial_delay_s=30.0,
-                failure_threshold=3,
-            ),
-            stop_grace_s=5.0,
-        )
-
-    def _wait_healthy(self, name: str) -> Health:
-        assert self.supervisor is not None  # noqa: S101 - started before any update
-        t0 = self._clock()
-        ready_at: float | None = None
-        restarts0 = 0
-        while not self._halt.is_set():
-            st = self.supervisor.status(name)
-            now = self._clock()
-            last = st.last_exit
-            exit_txt = f"; last exit: {last.reason} code {last.exit_code}" if last else ""
-            if st.state in {"crash_loop", "exited", "stopped"}:
-                return Health(
-                    False, f"workload {st.state} after {now - t0:.1f}s, {st.restarts} restarts{exit_txt}"
-                )
-            if ready_at is None:
-                if st.ready:
-                    ready_at, restarts0 = now, st.restarts
-                elif now - t0 > self.config.ready_timeout_s:
-                    return Health(
-                        False,
-                        f"readiness: not ready within {self.config.ready_timeout_s:g}s "
-                        f"({st.restarts} restarts{exit_txt})",
-                    )
-            else:
-                if st.restarts > restarts0 or st.state != "running" or st.ready is False:
-                    return Health(
-                        False,
-                        f"health window: {st.state}, ready={st.ready}, "
-                        f"restarts {st.restarts - restarts0} after {now - ready_at:.1f}s "
-                        f"of {self.config.health_window_s:g}s{exit_txt}",
-                    )
-                if now - ready_at >= self.config.health_window_s:
-                    return Health(True)
-            self._heartbeat = time.monotonic()
-            self._halt.wait(0.2)
-        return Health(False, "agent stopping")
-
-    def _fail(self, dep: str, w: dict[str, Any], kind: str, reason: str) -> None:
-        log.warning("update failed", extra={"deployment": dep, "release": w["release"], "reason": reason})
-        self.state["failed"][dep] = {
-            "release": w["release"],
-            "kind": kind,
-            "reason": reason,
-            "at": _now_iso(),
-        }
-        self.updates["refused" if kind == "refused" else "rolled_back"] += 1
-        self.outbox.put(
-            "update_" + kind,
-            deployment=dep,
-            release=w["release"],
-            version=w["bundle"].get("version"),
-            reason=reason,
-        )
-        self._save()
-
-    def _update(self, w: dict[str, Any]) -> bool:
-        """Bring one deployment to ``w``; False when it must be retried later (server away)."""
-        assert self.client is not None  # noqa: S101 - enrolled before any update
-        assert self.supervisor is not None  # noqa: S101
-        dep, bundle = w["deployment"], w["bundle"]
-        sha = bundle["sha256"]
-        self.phase[dep] = "downloading"
-        try:
-            manifest_path = self._bundle_dir(sha) / "bundle.json"
-            if not manifest_path.is_file():
-                tar = self.dir / "downloads" / f"{sha}.tar"
-                self.client.download(bundle["url"], tar, sha256=sha, size=int(bundle["size"]))
-                self._install(tar, sha)
-                tar.unlink(missing_ok=True)
-            manifest = json.loads(manifest_path.read_bytes())
-        except AgentUnavailableError as exc:
-            self.phase[dep] = "waiting for the server"
-            self.last_error = exc.message
-            return False
-        except VerificationError as exc:
-            self.phase.pop(dep, None)
-            self._fail(dep, w, "refused", f"bundle refused: {exc.message} [{exc.code}]")
-            return True
-        self.phase[dep] = "starting"
-        old = self.state["workloads"].get(dep)
-        entry = {
-            "deployment": dep,
-            "release": w["release"],
-            "release_number": w.get("release_number"),
-            "version": bundle.get("version"),
-            "bundle_name": bundle.get("name"),
-            "sha256": sha,
-            "model_path": str(manifest["model"]["path"]),
-            "model_name": str(manifest["name"]),
-            "resources": w.get("resources") or {},
-            "name": f"{self.config.workload_prefix}-{dep}-{w['release']}"[:100],
-            "http_port": _free_port(),
-            "grpc_port": _free_port(),
-            "since": _now_iso(),
-        }
-        with contextlib.suppress(EdgefleetError):
-            self.supervisor.remove(entry["name"], grace_s=1.0)
-        try:
-            self.supervisor.add(self._workload(entry))
-        except EdgefleetError as exc:
-            self.phase.pop(dep, None)
-            self._fail(dep, w, "rolled_back", f"start: {exc.message} [{exc.code}]")
-            return True
-        health = self._wait_healthy(entry["name"])
-        self.phase.pop(dep, None)
-        if not health.ok:
-            with contextlib.suppress(EdgefleetError):
-                self.supervisor.remove(entry["name"], grace_s=2.0)
-            self._fail(dep, w, "rolled_back", health.reason)
-            return True
-        # the switch: one atomic write
-        with self._lock:
-            if old:
-                self.state["previous"][dep] = old
-            self.state["workloads"][dep] = entry
-            self.state["failed"].pop(dep, None)
-            self._save()
-        if old:
-            with contextlib.suppress(EdgefleetError):
-                self.supervisor.remove(old["name"])
-        self.updates["ok"] += 1
-        self.outbox.put(
-            "updated",
-            deployment=dep,
-            release=w["release"],
-            version=bundle.get("version"),
-            previous=old["version"] if old else None,
-        )
-        log.info("updated", extra={"deployment": dep, "release": w["release"]})
-        return True
 
     def _gc_bundles(self) -> None:
         keep = {w["sha256"] for w in self.state["workloads"].values()}
@@ -495,7 +274,7 @@ class Agent:
         if not self.bundles.is_dir():
             return
         for path in self.bundles.iterdir():
-            if _DIGEST.match(path.name) and path.name not in keep:
+            if DIGEST.match(path.name) and path.name not in keep:
                 doomed = self.bundles / f".tmp-gc-{path.name}"
                 with contextlib.suppress(OSError):
                     path.rename(doomed)  # renamed aside first: never seen half-deleted
@@ -519,7 +298,7 @@ class Agent:
         self.outbox.put("tuning_applied" if profile else "tuning_reverted", profile=profile)
         self._save()
 
-    def apply(self, signed: dict[str, Any]) -> bool:
+    def apply(self, signed: dict[str, Any]) -> bool:  # noqa: PLR0912 - the reconcile steps, in order
         """Reconcile towards ``signed``; True when every step is done (or failed for good)."""
         assert self.supervisor is not None  # noqa: S101 - restored before the first poll
         assert self.identity is not None  # noqa: S101
@@ -536,18 +315,25 @@ class Agent:
             raise AgentVerificationError(f"desired state expired at {expires}", code="agent.expired")
         self.state["desired_revision"] = revision
         desired = {w["deployment"]: w for w in signed.get("workloads", [])}
+        for dep in list(self.deferred):
+            if dep not in desired:
+                self.deferred.pop(dep)
         for dep in list(self.state["workloads"]):
             if dep not in desired:
                 gone = self.state["workloads"].pop(dep)
                 self.state["previous"].pop(dep, None)
+                self._close_endpoint(dep)
                 self._save()
                 with contextlib.suppress(EdgefleetError):
                     self.supervisor.remove(gone["name"])
+                if gone.get("repo"):
+                    shutil.rmtree(gone["repo"], ignore_errors=True)
                 self.outbox.put("removed", deployment=dep, release=gone["release"])
         done = True
         for dep, w in desired.items():
             cur = self.state["workloads"].get(dep)
             if cur and cur["release"] == w["release"]:
+                self.deferred.pop(dep, None)
                 continue
             if self.state["failed"].get(dep, {}).get("release") == w["release"]:
                 continue
@@ -595,6 +381,18 @@ class Agent:
                     "reason": f["reason"],
                 }
             )
+        for dep, d in self.deferred.items():
+            out.append(
+                {
+                    "deployment": dep,
+                    "release": d["release"],
+                    "status": "deferred",
+                    "ready": False,
+                    "crash_loops": 0,
+                    "reason": d["reason"],
+                    "next_window": d.get("next_window"),
+                }
+            )
         for dep, phase in self.phase.items():
             out.append(
                 {
@@ -625,6 +423,8 @@ class Agent:
                         for d, w in self.state["workloads"].items()
                     ],
                     "tuning_profile": self.state.get("tuning"),
+                    "update_lock": self.state.get("lock"),
+                    "deferred": self.deferred,
                 },
                 "health": self.health(),
                 "events": events,
@@ -646,7 +446,7 @@ class Agent:
         if up:
             self.last_contact = time.time()
         if self.reachable is not False and not up:
-            self.outbox.put("server_unreachable", at=_now_iso(), reason=why or "")
+            self.outbox.put("server_unreachable", at=now_iso(), reason=why or "")
             log.warning("server unreachable", extra={"reason": why})
         self.reachable = up
         if why:
@@ -662,6 +462,21 @@ class Agent:
             if time.monotonic() - self._heartbeat < max(120.0, self.config.poll_wait_s * 3):
                 notify("WATCHDOG=1")
 
+    def set_lock(self, reason: str | None, by: str = "operator", ttl: Any = None) -> dict[str, Any]:
+        """Hold (``reason``) or release (None) the operator's update lock; the lock's state."""
+        from edgefleet.agent.lock import operator_lock, parse_ttl
+
+        with self._lock:
+            if reason is None:
+                self.state["lock"] = None
+                self.outbox.put("update_unlocked", by=by)
+            else:
+                self.state["lock"] = operator_lock(reason, by, parse_ttl(ttl))
+                self.outbox.put("update_locked", **self.state["lock"])
+            self._save()
+        self._report_now.set()
+        return {"update_lock": self.state["lock"]}
+
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -674,6 +489,8 @@ class Agent:
                 "sandbox": w["name"],
                 "http_port": w["http_port"],
                 "grpc_port": w["grpc_port"],
+                "endpoint": self.state["endpoints"].get(dep),
+                "model_version": w.get("model_version"),
             }
             if self.supervisor is not None:
                 with contextlib.suppress(EdgefleetError):
@@ -701,6 +518,8 @@ class Agent:
             "previous": {d: w["version"] for d, w in self.state["previous"].items()},
             "failed": self.state["failed"],
             "in_progress": dict(self.phase),
+            "deferred": dict(self.deferred),
+            "update_lock": {"operator": self.state.get("lock"), "file": str(self.lock_path)},
             "tuning_profile": self.state.get("tuning"),
             "outbox": {"queued": len(self.outbox), "dropped": self.outbox.dropped},
             "logs": self.logs.stats() | {"error": self.log_shipper.last_error if self.log_shipper else None},
@@ -787,15 +606,33 @@ class Agent:
         except EdgefleetError as exc:
             log.warning("tuning recovery failed", extra={"reason": exc.message})
 
+    def _recheck_s(self) -> float:
+        """How soon a deferred update is looked at again: a lock every 5 s, a window when it opens."""
+        out = self.config.poll_wait_s
+        now = datetime.now(UTC)
+        for d in self.deferred.values():
+            at = d.get("next_window")
+            if d.get("by") == "window" and at:
+                out = min(out, max(1.0, (datetime.fromisoformat(at) - now).total_seconds() + 0.5))
+            else:
+                out = min(out, 5.0)
+        return out
+
     def _poll_once(
         self, etag: str | None, retry: bool, server_key: bytes, t_start: float
     ) -> tuple[str | None, bool]:
-        """One long-poll and, on a new document, one reconcile: ``(etag to send next, retry soon)``."""
+        """One long-poll and, on a new document (or a deferred update to look at again), one
+        reconcile: ``(etag to send next, retry soon)``."""
         if self.client is None:
             self.enroll()  # the start could not pin the server's CA (server away): try again
         if self.client is None:
             raise AgentUnavailableError("no server client")
-        wait = 0.0 if (self.polls == 0 or retry) else self.config.poll_wait_s
+        if self.polls == 0 or (retry and not self.deferred):
+            wait = 0.0
+        elif self.deferred:
+            wait = self._recheck_s()
+        else:
+            wait = self.config.poll_wait_s
         status, new_etag, envelope = self.client.desired_state(etag, wait)
         self.polls += 1
         if self.first_poll_s is None:
@@ -804,18 +641,25 @@ class Agent:
             self._set_reachable(True)
             self._report_now.set()
         self.last_contact = time.time()
-        if status != 200 or envelope is None:
+        if status == 200 and envelope is not None:
+            self._signed = check_desired(verify_document(envelope, server_key))
+            atomic_write_json(self.dir / "desired.json", envelope)
+            etag = new_etag
+        elif not (self.deferred and self._signed is not None):
             return etag, False
-        signed = check_desired(verify_document(envelope, server_key))
-        atomic_write_json(self.dir / "desired.json", envelope)
+        assert self._signed is not None  # noqa: S101 - set above or deferred on it
         t0 = time.monotonic()
         try:
-            retry = not self.apply(signed)
+            applied = self.apply(self._signed)
         except EdgefleetError:
             self.stats.reconciled("error", time.monotonic() - t0)
             raise
-        self.stats.reconciled("retry" if retry else "ok", time.monotonic() - t0)
-        return (None if retry else new_etag), retry
+        self.stats.reconciled("ok" if applied else "retry", time.monotonic() - t0)
+        if applied:
+            return etag, False
+        if self.deferred and "waiting for the server" not in self.phase.values():
+            return etag, False  # the next poll is short and looks at the deferral again
+        return None, True
 
     def run(self, *, t_start: float | None = None) -> None:
         """Enroll (or load the identity), restore the last good state, then follow the server."""
@@ -855,20 +699,9 @@ class Agent:
             notify("STOPPING=1")
             self._halt.set()
             self._report_now.set()
+            for ep in self.endpoints.values():
+                ep.close()
             if self.supervisor is not None:
                 self.supervisor.close(stop_workloads=False)
             with contextlib.suppress(OSError):
                 self.config.socket_path.unlink()
-
-
-def _own_installation() -> tuple[Path, ...]:
-    """Where this Python and edgefleet live, when the sandbox's private /tmp would hide them.
-
-    The workload runs this installation's ``edgefleet serve``; an installation under /tmp (a
-    virtualenv in a checkout there, say) must be bound back into the sandbox, read-only.
-    """
-    import edgefleet
-
-    tmp = Path("/tmp")  # noqa: S108 - the path the sandbox mounts its own tmpfs over
-    candidates = {Path(sys.prefix), Path(edgefleet.__file__).resolve().parent.parent}
-    return tuple(sorted(p for p in candidates if p.is_relative_to(tmp) and p.is_dir()))

@@ -129,6 +129,7 @@ class DeviceClient:
         attempts: int = 6,
         sleep: Callable[[float], None] = time.sleep,
         chunk: int = 1 << 16,
+        on_chunk: Callable[[int], None] | None = None,
     ) -> Path:
         """Fetch a blob into ``dest``, resuming a partial ``dest.part`` with Range; check size and sha256."""
         part = dest.with_name(dest.name + ".part")
@@ -141,7 +142,7 @@ class DeviceClient:
                 have = 0
             if have < size:
                 try:
-                    self._fetch_range(url, part, have, chunk)
+                    self._fetch_range(url, part, have, chunk, on_chunk)
                 except AgentUnavailableError:
                     if attempt == attempts - 1:
                         raise
@@ -174,7 +175,9 @@ class DeviceClient:
             code="agent.size_mismatch",
         )
 
-    def _fetch_range(self, url: str, part: Path, have: int, chunk: int) -> None:
+    def _fetch_range(
+        self, url: str, part: Path, have: int, chunk: int, on_chunk: Callable[[int], None] | None = None
+    ) -> None:
         target = urllib.parse.urlsplit(url).path if "://" in url else url
         headers = {"Range": f"bytes={have}-"} if have else {}
         if self.key is not None and self.device_id is not None:
@@ -192,6 +195,10 @@ class DeviceClient:
             with part.open(mode) as f:
                 while block := r.read(chunk):
                     f.write(block)
+                    if on_chunk is not None:
+                        f.flush()
+                        os.fsync(f.fileno())
+                        on_chunk(len(block))
                 f.flush()
                 os.fsync(f.fileno())
         except ssl.SSLCertVerificationError as exc:

@@ -44,6 +44,9 @@ class AgentConfig:
     proc_root: Path = Path("/proc")  # device metrics read here (a fixture tree in tests)
     sys_root: Path = Path("/sys")
     nvidia_smi: str | None = None  # path of nvidia-smi; None: looked up on PATH ("" turns it off)
+    lock_file: Path | None = None  # default <state>/update.lock
+    endpoint_host: str = "127.0.0.1"  # where the deployments' stable ports listen
+    failpoint: str | None = None  # tests: SIGKILL the agent at this step of an update
 
     @property
     def socket_path(self) -> Path:

@@ -16,11 +16,46 @@ from edgefleet.errors import EdgefleetError
 if TYPE_CHECKING:
     from edgefleet.agent.agent import Agent
 
-__all__ = ["metrics_text", "query_status", "serve_metrics", "serve_status"]
+__all__ = ["metrics_text", "query_status", "request", "serve_metrics", "serve_status"]
+
+
+def _answer(agent: Agent, conn: socket.socket) -> bytes:
+    """One request: a JSON line ``{"op": "status" | "lock" | "unlock", ...}``; nothing sent = status."""
+    conn.settimeout(2.0)
+    data = b""
+    with contextlib.suppress(OSError):
+        while b"\n" not in data and len(data) < 65536:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    try:
+        req = json.loads(data) if data.strip() else {"op": "status"}
+        op = req.get("op", "status") if isinstance(req, dict) else None
+        if op == "lock":
+            out: Any = agent.set_lock(
+                str(req.get("reason") or ""), str(req.get("by") or "operator"), req.get("ttl")
+            )
+        elif op == "unlock":
+            out = agent.set_lock(None)
+        elif op == "status":
+            out = agent.status()
+        else:
+            out = {
+                "error": {
+                    "code": "agent.invalid_input",
+                    "message": f"op: {op!r}; allowed status, lock, unlock",
+                }
+            }
+    except EdgefleetError as exc:
+        out = {"error": {"code": exc.code, "message": exc.message}}
+    except ValueError as exc:
+        out = {"error": {"code": "agent.invalid_input", "message": f"request is not JSON: {exc}"}}
+    return json.dumps(out, default=str).encode()
 
 
 def serve_status(agent: Agent, path: Path, halt: threading.Event) -> None:
-    """Answer every connection on ``path`` with the status JSON, then close it (mode 0600)."""
+    """Answer every connection on ``path`` (mode 0600): the status, or a lock/unlock request."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -40,15 +75,21 @@ def serve_status(agent: Agent, path: Path, halt: threading.Event) -> None:
             except OSError:
                 return
             with conn, contextlib.suppress(OSError):
-                conn.sendall(json.dumps(agent.status(), default=str).encode())
+                conn.sendall(_answer(agent, conn))
 
 
 def query_status(path: Path, timeout: float = 5.0) -> dict[str, Any]:
     """What the agent listening on ``path`` says about itself."""
+    return request(path, {"op": "status"}, timeout)
+
+
+def request(path: Path, req: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request to the agent listening on ``path``; its answer (an error is raised)."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             s.connect(str(path))
+            s.sendall(json.dumps(req).encode() + b"\n")
             chunks = []
             while data := s.recv(65536):
                 chunks.append(data)
@@ -58,6 +99,14 @@ def query_status(path: Path, timeout: float = 5.0) -> dict[str, Any]:
             code="agent.not_running",
         ) from exc
     out: dict[str, Any] = json.loads(b"".join(chunks))
+    if isinstance(out, dict) and isinstance(out.get("error"), dict):
+        err = out["error"]
+        code = str(err.get("code"))
+        if code == "agent.invalid_input":
+            from edgefleet.agent.errors import AgentInputError
+
+            raise AgentInputError(str(err.get("message")), code=code)
+        raise EdgefleetError(str(err.get("message")), code=code)
     return out
 
 

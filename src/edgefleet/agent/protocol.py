@@ -24,9 +24,34 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from edgefleet.agent.errors import AgentVerificationError
 
-__all__ = ["canonical_json", "key_id", "sign_request", "verify_document"]
+__all__ = ["canonical_json", "key_id", "key_pem", "load_key_pem", "sign_request", "verify_document"]
 
 SCHEME: Final = "edgefleet-device-v1"
+# PKCS#8 DER of an ed25519 private key is this prefix and the 32-byte seed (RFC 8410): written and
+# read here without cryptography's serialization module (which would cost the agent ~3 MB of RSS).
+_PKCS8_ED25519: Final = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_BEGIN: Final = "-----BEGIN PRIVATE KEY-----"
+_PEM_END: Final = "-----END PRIVATE KEY-----"
+
+
+def key_pem(key: Ed25519PrivateKey) -> bytes:
+    """The key as unencrypted PKCS#8 PEM (what ``cryptography`` writes too)."""
+    der = base64.b64encode(_PKCS8_ED25519 + key.private_bytes_raw()).decode()
+    return f"{_PEM_BEGIN}\n{der}\n{_PEM_END}\n".encode()
+
+
+def load_key_pem(pem: bytes) -> Ed25519PrivateKey | None:
+    """An ed25519 key from unencrypted PKCS#8 PEM; None when ``pem`` is not one."""
+    text = pem.decode(errors="replace").strip()
+    if not (text.startswith(_PEM_BEGIN) and text.endswith(_PEM_END)):
+        return None
+    try:
+        der = base64.b64decode("".join(text[len(_PEM_BEGIN) : -len(_PEM_END)].split()), validate=True)
+    except ValueError:
+        return None
+    if len(der) != len(_PKCS8_ED25519) + 32 or not der.startswith(_PKCS8_ED25519):
+        return None
+    return Ed25519PrivateKey.from_private_bytes(der[len(_PKCS8_ED25519) :])
 
 
 def canonical_json(data: Any) -> bytes:

@@ -237,6 +237,68 @@ class Repository:
             incoming.unlink(missing_ok=True)
         return info
 
+    def add_target(
+        self,
+        path: str,
+        length: int,
+        sha256: str,
+        targets_signers: Sequence[Signer],
+        *,
+        custom: Mapping[str, Any] | None = None,
+    ) -> TargetFile:
+        """List a target whose bytes are stored elsewhere (a content-addressed blob store that serves
+        ``targets/<sha256>.<path>``) and sign a new targets version.
+
+        The same length and sha256 under ``path`` again change nothing; other ones are refused
+        (``bundle.exists``): releases are immutable.
+        """
+        info = TargetFile(
+            length=length,
+            hashes={"sha256": sha256},
+            path=path,
+            unrecognized_fields={"custom": dict(custom)} if custom else {},
+        )
+        with self.lock():
+            current = self.targets()
+            existing = current.signed.targets.get(path) if current else None
+            if existing is not None:
+                if existing.hashes.get("sha256") == sha256 and existing.length == length:
+                    return existing
+                raise BundleConflictError(
+                    f"{path}: a different bundle with this name and version is published already; "
+                    "bump the version",
+                    code="bundle.exists",
+                    target=path,
+                )
+            targets = current.signed if current else Targets()
+            targets.targets[path] = info
+            self._sign_targets(targets, targets_signers, first=current is None)
+        return info
+
+    def publish_targets(self, data: bytes) -> Metadata[Targets]:
+        """Publish targets metadata signed elsewhere (offline, by ``edgefleet bundle sign``).
+
+        It must carry a threshold of signatures by the targets keys of the newest root and a version
+        above the published one (the same bytes again change nothing), so neither a forged nor an
+        older targets file is ever served.
+        """
+        md = _parse(Targets, data, "targets")
+        with self.lock():
+            _verify(self.root().signed, md, "targets", "the targets keys of the trusted root")
+            current = self.targets()
+            if current is not None:
+                if md.signed.version == current.signed.version and md.signed == current.signed:
+                    return current
+                if md.signed.version <= current.signed.version:
+                    raise BundleError(
+                        f"targets v{md.signed.version} is not newer than the published "
+                        f"v{current.signed.version}",
+                        code="bundle.rollback",
+                        role="targets",
+                    )
+            write_atomic(self.metadata_dir / f"{md.signed.version}.targets.json", data)
+        return md
+
     def sign_targets(self, targets_signers: Sequence[Signer]) -> int:
         """Re-sign the targets metadata as a new version (after a targets-key rotation or to renew it)."""
         with self.lock():

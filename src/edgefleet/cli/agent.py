@@ -68,9 +68,54 @@ def status(
         typer.echo(
             f"workload {w['deployment']} {w['version']} ({w['release']}): {w.get('state', '?')}, "
             f"ready={w.get('ready')}, restarts={w.get('restarts', 0)}, "
-            f"http :{w['http_port']}, grpc :{w['grpc_port']}"
+            f"endpoint :{w.get('endpoint')}, http :{w['http_port']}, grpc :{w['grpc_port']}"
         )
     for dep, f in st["failed"].items():
         typer.echo(f"failed   {dep} {f['release']}: {f['kind']}: {f['reason']}")
     for dep, phase in st["in_progress"].items():
         typer.echo(f"updating {dep}: {phase}")
+    for dep, d in st.get("deferred", {}).items():
+        typer.echo(f"deferred {dep} {d.get('version')}: {d['reason']}")
+    held = (st.get("update_lock") or {}).get("operator")
+    if held:
+        typer.echo(f"lock     held by {held['holder']}: {held['reason']}")
+
+
+_StateDir = Annotated[Path, typer.Option("--state-dir", help="The agent's state directory.")]
+_Socket = Annotated[Path | None, typer.Option("--status-socket", help="Default <state-dir>/agent.sock.")]
+
+
+@agent_app.command("lock")
+def lock(
+    reason: Annotated[str, typer.Option("--reason", help="Why updates must wait (shown at the server).")],
+    ttl: Annotated[
+        str | None,
+        typer.Option("--ttl", help="Release it by itself after 90s, 30m, 2h, 1d.", show_default=False),
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who holds it [default: $USER].", show_default=False)
+    ] = None,
+    state_dir: _StateDir = Path("/var/lib/edgefleet/agent"),
+    socket_path: _Socket = None,
+) -> None:
+    """Hold the update lock: the agent defers updates (reported as deferred) until `agent unlock`."""
+    from edgefleet.agent.local import request
+
+    who = by or os.environ.get("USER") or "operator"
+    out = request(
+        socket_path or state_dir / "agent.sock", {"op": "lock", "reason": reason, "ttl": ttl, "by": who}
+    )
+    held = out["update_lock"]
+    typer.echo(
+        f"update lock held by {held['holder']}: {held['reason']}"
+        + (f" (until {held['expires_at']})" if held.get("expires_at") else "")
+    )
+
+
+@agent_app.command("unlock")
+def unlock(state_dir: _StateDir = Path("/var/lib/edgefleet/agent"), socket_path: _Socket = None) -> None:
+    """Release the update lock taken with `agent lock`."""
+    from edgefleet.agent.local import request
+
+    request(socket_path or state_dir / "agent.sock", {"op": "unlock"})
+    typer.echo("update lock released")

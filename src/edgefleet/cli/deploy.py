@@ -63,6 +63,15 @@ def deploy(
     serving: Annotated[Path | None, typer.Option(help="JSON file with the serving config.")] = None,
     pipeline: Annotated[Path | None, typer.Option(help="JSON file with the pipeline config.")] = None,
     tuning_profile: Annotated[str | None, typer.Option(help="Tuning profile name.")] = None,
+    window: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--window",
+            help="Maintenance window 'Mon-Fri 02:00-04:00' (repeat): devices apply updates only then.",
+            show_default=False,
+        ),
+    ] = None,
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of --window.")] = "UTC",
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
@@ -85,6 +94,7 @@ def deploy(
         "serving": _json_file(serving, "serving"),
         "pipeline": _json_file(pipeline, "pipeline"),
         "tuning_profile": tuning_profile,
+        "maintenance": {"windows": window, "timezone": timezone} if window else None,
         "strategy": {
             "waves": _waves(waves),
             "bake_seconds": bake,

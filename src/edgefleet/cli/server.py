@@ -143,6 +143,23 @@ def run_cmd(
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Operator's certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Operator's private key (PEM).")] = None,
     tls_ca: Annotated[Path | None, typer.Option("--tls-ca", help="Operator's CA devices should pin.")] = None,
+    tuf_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--tuf-keys",
+            help="Keys directory (edgefleet keys init): host a TUF repository of the bundles; devices "
+            "verify every bundle with it.",
+            show_default=False,
+        ),
+    ] = None,
+    tuf_passphrase_env: Annotated[
+        str | None,
+        typer.Option(
+            "--tuf-passphrase-env",
+            help="Environment variable with the passphrase of an encrypted targets key in --tuf-keys.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the management API (/api/v1), the device API (/device/v1) and /metrics."""
     import uvicorn
@@ -163,6 +180,10 @@ def run_cmd(
         log_retention_days=log_retention_days,
         max_log_lines_per_device=max_log_lines,
     )
+    if tuf_keys is not None:
+        settings = settings.model_copy(
+            update={"tuf_keys_dir": tuf_keys.absolute(), "tuf_passphrase_env": tuf_passphrase_env}
+        )
     server_tls = resolve_server_tls(
         settings.data_dir, tls, cert=tls_cert, key=tls_key, ca=tls_ca, sans=tls_san or ()
     )

@@ -73,6 +73,13 @@ class ServerSettings(BaseModel):
         default=None,
         description="CA certificate (PEM) devices pin; published at /device/v1/ca.pem for "
         "`agent run --ca-fingerprint` (trust on first use against the printed fingerprint).",
+    tuf_keys_dir: Path | None = Field(
+        default=None,
+        description="Keys directory of `edgefleet keys init` (root chain, online keys, optionally a "
+        "targets key): host a TUF repository of the bundles and have devices verify them with it.",
+    )
+    tuf_passphrase_env: str | None = Field(
+        default=None, description="Environment variable holding the passphrase of an encrypted targets key."
     )
 
 

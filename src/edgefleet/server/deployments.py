@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from edgefleet.errors import EdgefleetError
+from edgefleet.maintenance import parse_schedule
 from edgefleet.server.bundles import find_bundle
 from edgefleet.server.context import ServerContext
 from edgefleet.server.devices import ACTIVE_PHASES
@@ -56,7 +58,23 @@ class DeploymentSpec(BaseModel):
     serving: dict[str, Any] = Field(default_factory=dict, description="Serving config (batching, ports).")
     pipeline: dict[str, Any] = Field(default_factory=dict, description="Stream pipeline config.")
     tuning_profile: str | None = Field(default=None, max_length=128)
+    maintenance: dict[str, Any] | None = Field(
+        default=None,
+        description='Maintenance windows: {"windows": ["Mon-Fri 02:00-04:00"], "timezone": "Europe/Berlin"}; '
+        "devices defer updates of a running workload to them.",
+    )
     strategy: Strategy = Field(default_factory=Strategy)
+
+    @field_validator("maintenance")
+    @classmethod
+    def _windows(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        try:
+            sched = parse_schedule(v, "maintenance")
+        except EdgefleetError as exc:
+            raise ValueError(exc.message) from exc
+        return {"windows": list(sched.source), "timezone": sched.timezone}
 
 
 def get_deployment(s: Session, project: str, name_or_id: str) -> Deployment:
@@ -115,6 +133,8 @@ def create_or_update(
         "pipeline": spec.pipeline,
         "tuning_profile": spec.tuning_profile,
     }
+    if spec.maintenance is not None:
+        spec_json["maintenance"] = spec.maintenance
     if dep.stable_release_id is not None:
         stable = s.get(Release, dep.stable_release_id)
         if stable is not None and stable.bundle_id == bundle.id and stable.spec == spec_json:

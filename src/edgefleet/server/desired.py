@@ -6,7 +6,8 @@ The document (the ``signed`` part of the envelope, see :mod:`edgefleet.server.ke
      "revision": 7, "issued_at": "...Z", "expires_at": "...Z", "labels": {...},
      "workloads": [{"deployment": "<name>", "deployment_id": "...", "release": "<id>", "release_number": 2,
                     "bundle": {"name", "version", "sha256", "size", "url", "manifest", "targets"},
-                    "resources": {...}, "serving": {...}, "pipeline": {...}, "tuning_profile": "..."}],
+                    "resources": {...}, "serving": {...}, "pipeline": {...}, "tuning_profile": "...",
+                    "maintenance": {"windows": ["Mon-Fri 02:00-04:00"], "timezone": "UTC"} | null}],
      "tuning_profile": "<first workload's profile or null>"}
 
 ``revision`` grows by one each time the workloads (or labels) change; the ETag is the revision.
@@ -105,4 +106,5 @@ def _workload(dep: Deployment, rel: Release, bundle: Bundle) -> dict[str, Any]:
         "serving": spec.get("serving", {}),
         "pipeline": spec.get("pipeline", {}),
         "tuning_profile": spec.get("tuning_profile"),
+        "maintenance": spec.get("maintenance"),
     }

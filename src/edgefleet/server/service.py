@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from edgefleet.server.blobs import FileBlobStore
@@ -35,6 +36,14 @@ def open_server(
     exactly this version's migration head.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if trust is None and settings.tuf_keys_dir is not None:
+        from edgefleet.server.tuf import TufTrustStore
+
+        env = settings.tuf_passphrase_env
+        secret = os.environ.get(env) if env else None
+        trust = TufTrustStore(
+            settings.data_dir, settings.tuf_keys_dir, passphrase=secret.encode() if secret else None
+        )
     db = database_for(settings)
     try:
         check_schema(db)

@@ -139,10 +139,23 @@ class Server:
 class Fleet:
     """The server plus an admin API client on its default project."""
 
-    def __init__(self, tmp: Path, *server_args: str) -> None:
+    def __init__(self, tmp: Path, *server_args: str, tuf: bool = False) -> None:
         self.tmp = tmp
         data = tmp / "server"
         data.mkdir()
+        extra: tuple[str, ...] = ()
+        self.keys: Path | None = None
+        if tuf:  # a TUF repository of the bundles; the server holds the (plaintext) targets key
+            self.keys = tmp / "keys"
+            r = subprocess.run(
+                [PY, "-m", "edgefleet", "keys", "init", str(self.keys), "--insecure-plaintext"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert r.returncode == 0, r.stderr
+            extra = ("--tuf-keys", str(self.keys))
         r = subprocess.run(
             [PY, "-m", "edgefleet", "server", "migrate", "--data-dir", str(data)],
             capture_output=True,
@@ -151,7 +164,7 @@ class Fleet:
             check=False,
         )
         assert r.returncode == 0, r.stderr
-        self.server = Server(data, extra=server_args)
+        self.server = Server(data, extra=(*server_args, *extra))
         self.server.start()
         token = re.search(r"(efk_\S+)", self.server.log.read_text())
         assert token, self.server.log.read_text()
@@ -176,7 +189,7 @@ class Fleet:
             r = api.post("/bundles", files={"file": (tar.name, tar.read_bytes())})
             assert r.status_code == 201, r.text
 
-    def deploy(self, name: str, version: str, **extra: Any) -> None:
+    def deploy(self, name: str, version: str, **extra: Any) -> dict[str, Any]:
         body = {
             "name": name,
             "bundle": {"name": name, "version": version},
@@ -191,6 +204,7 @@ class Fleet:
                     break
                 time.sleep(0.5)
             assert r.status_code in (200, 201), r.text
+            return dict(r.json())
 
     def device(self, device_id: str) -> dict[str, Any]:
         with self.api() as api:
@@ -312,7 +326,18 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 
 @pytest.fixture
-def agents(tmp_path: Path, fleet: Fleet) -> Iterator[list[AgentProc]]:
+def tuf_fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """A server that hosts a TUF repository of its bundles (devices verify every bundle with it)."""
+    require(os.geteuid() == 0, "root (the sandbox needs it)")
+    f = Fleet(tmp_path, tuf=True)
+    try:
+        yield f
+    finally:
+        f.server.stop()
+
+
+@pytest.fixture
+def agents() -> Iterator[list[AgentProc]]:
     made: list[AgentProc] = []
     yield made
     for a in made:

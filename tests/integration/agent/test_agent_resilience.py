@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import time
 from pathlib import Path
 
@@ -53,10 +55,28 @@ def test_agent_offline_keeps_serving_restarts_from_disk_and_delivers_later(
     assert fleet.device(dev)["reported_revision"] is not None
 
 
-@pytest.mark.parametrize("kill_when", ["downloading", "starting", "switched"])
-def test_agent_sigkill_mid_update_leaves_old_or_new_serving(
-    tmp_path: Path, fleet: Fleet, agents: list[AgentProc], kill_when: str
+BLUE_GREEN_STEPS = (
+    "downloading",
+    "verifying",
+    "unpacking",
+    "staging",
+    "starting",
+    "health_window",
+    "switching",
+    "cleanup",
+)
+HOT_RELOAD_STEPS = ("staging", "reloading", "health_window", "switching", "cleanup")
+
+
+@pytest.mark.parametrize(
+    ("how", "step"),
+    [("blue_green", s) for s in BLUE_GREEN_STEPS] + [("hot_reload", s) for s in HOT_RELOAD_STEPS],
+)
+def test_agent_sigkill_at_each_step_of_an_update_leaves_old_or_new_serving(
+    tmp_path: Path, fleet: Fleet, agents: list[AgentProc], how: str, step: str
 ) -> None:
+    """SIGKILL (a failpoint) at one step of an update: while the agent is dead the recorded version
+    serves; after a restart old or new serves at once, then the new one, with nothing left over."""
     fleet.upload(make_bundle(tmp_path, "det", "1.0.0"))
     fleet.upload(make_bundle(tmp_path, "det", "2.0.0", scale=3.0))
     a = new_agent(tmp_path, fleet, agents)
@@ -64,27 +84,38 @@ def test_agent_sigkill_mid_update_leaves_old_or_new_serving(
     a.wait(lambda s: s["polls"] > 0, 60, "enrollment")
     fleet.deploy("det", "1.0.0")
     a.wait(lambda s: serving(s, "det", "1.0.0"), 90, "1.0.0 serving")
-    fleet.deploy("det", "2.0.0")
-    if kill_when == "switched":
-        a.wait(lambda s: (workload_of(s, "det") or {}).get("version") == "2.0.0", 90, "switch")
-    else:
-        a.wait(
-            lambda s: s["in_progress"].get("det") == kill_when or serving(s, "det", "2.0.0"), 90, kill_when
-        )
-    a.kill()
+    a.stop()
     a.join = None
+    a.start("--failpoint", step)
+    a.wait(lambda s: s["polls"] > 0, 60, "restarted")
+    fleet.deploy("det", "2.0.0", **({"resources": {"pids": 4096}} if how == "blue_green" else {}))
+    assert a.p is not None
+    assert a.p.wait(timeout=120) == -signal.SIGKILL, a.log.read_text()[-2000:]
+    assert f'"step": "{step}"' in a.log.read_text() or step in {"verifying", "unpacking"}
+
+    recorded = json.loads((a.state / "state.json").read_text())["workloads"]["det"]
+    assert infer(recorded["http_port"])[0] in (2.0, 3.0)  # the agent is dead, the workload serves
+
     a.start()
     st = a.wait(lambda s: any(serving(s, "det", v) for v in ("1.0.0", "2.0.0")), 90, "old or new serving")
     w = workload_of(st, "det")
     assert w is not None
-    assert infer(w["http_port"])[0] in (2.0, 3.0)
+    assert infer(w["endpoint"])[0] in (2.0, 3.0)
     st = a.wait(lambda s: serving(s, "det", "2.0.0") and not s["in_progress"], 120, "2.0.0 in the end")
+    w = workload_of(st, "det")
+    assert w is not None
+    assert infer(w["endpoint"]) == [3.0] * 4
     time.sleep(1.0)
     sup = Supervisor(a.state / "supervisor", parent=a.prefix)
     try:  # exactly one sandbox: no half-started copy left behind
-        assert [x.name for x in sup.statuses()] == [workload_of(st, "det")["sandbox"]]  # type: ignore[index]
+        assert [x.name for x in sup.statuses()] == [w["sandbox"]]
     finally:
         sup.close()
+    repos = [p.name for p in (a.state / "models").iterdir()]
+    assert repos == [w["sandbox"]], repos
+    versions = sorted(p.name for p in (a.state / "models" / w["sandbox"] / "det").iterdir())
+    assert versions == [str(w["model_version"])], versions
+    assert not [p for p in (a.state / "bundles").iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_agent_refuses_a_tampered_bundle_and_reports_it(

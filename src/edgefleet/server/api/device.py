@@ -1,4 +1,6 @@
-"""Device API ``/device/v1``: enroll, long-poll the signed desired state, report, logs, fetch blobs.
+"""Device API ``/device/v1``: enroll, long-poll the signed desired state, report, logs, fetch blobs,
+the CA devices pin, and the project's TUF repository (``/tuf/metadata/<file>``,
+``/tuf/targets/<sha256>.<target>``).
 
 Every call but ``enroll`` is a signed request (:mod:`edgefleet.server.auth`); a decommissioned
 device gets 403 ``server.decommissioned`` on its next call.
@@ -25,6 +27,7 @@ from edgefleet.server.devices import authenticated_device, enroll, record_report
 from edgefleet.server.errors import ForbiddenError, ServerNotFoundError, ServerUnauthenticatedError
 from edgefleet.server.logs import parse_batch, store_batch
 from edgefleet.server.store.models import Bundle, Device
+from edgefleet.server.tuf import TufTrustStore
 
 __all__ = ["router"]
 
@@ -230,4 +233,39 @@ def device_blob(
         ).first()
     if used is None:
         raise ServerNotFoundError(f"no blob {sha256}", field="sha256")
+    return blob_response(ctx.blobs, sha256, range_)
+
+
+def _tuf(ctx: ServerContext) -> TufTrustStore:
+    if not isinstance(ctx.trust, TufTrustStore):
+        raise ServerNotFoundError(
+            "this server hosts no TUF repository (start it with --tuf-keys)", code="server.no_tuf"
+        )
+    return ctx.trust
+
+
+@router.get("/tuf/metadata/{name}")
+def tuf_metadata(name: str, request: Request, ctx: Ctx) -> Response:
+    """TUF metadata of the device's project: root, N.root, timestamp, N.snapshot, N.targets."""
+    _device, project, _rev, _doc = _authenticate(ctx, request, b"")
+    data = _tuf(ctx).metadata(project, name)
+    return Response(data, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/tuf/targets/{name}", response_class=StreamingResponse)
+def tuf_target(
+    name: str,
+    request: Request,
+    ctx: Ctx,
+    range_: Annotated[str | None, Header(alias="Range")] = None,
+) -> StreamingResponse:
+    """A TUF target (``<sha256>.<name>-<version>.tar``): the bundle blob of that sha256."""
+    _device, project, _rev, _doc = _authenticate(ctx, request, b"")
+    sha256 = _tuf(ctx).target_sha256(name)
+    with ctx.db.session() as s:
+        used = s.execute(
+            select(Bundle.id).where(Bundle.project_id == project, Bundle.blob_sha256 == sha256).limit(1)
+        ).first()
+    if used is None:
+        raise ServerNotFoundError(f"no TUF target {name!r}", field="name")
     return blob_response(ctx.blobs, sha256, range_)

@@ -150,7 +150,9 @@ class WorkloadHealth(BaseModel):
 
     deployment: str | None = Field(default=None, max_length=128)
     release: str = Field(max_length=64)
-    status: Literal["pending", "downloading", "starting", "running", "failed", "rolled_back"] = "running"
+    status: Literal["pending", "downloading", "starting", "running", "failed", "rolled_back", "deferred"] = (
+        "running"
+    )
     ready: bool = False
     crash_loops: int = Field(default=0, ge=0)
     error_rate: float | None = Field(default=None, ge=0, le=1)

@@ -93,7 +93,8 @@ def health_of(device_health: dict[str, Any], release: str) -> eng.Health | None:
         metrics = w.get("metrics") or {}
         return eng.Health(
             ready=bool(w.get("ready", False)),
-            failed=w.get("status") == "failed" or bool(w.get("failed", False)),
+            # a device that rolled the release back (health window, crash loop) failed it too
+            failed=w.get("status") in {"failed", "rolled_back"} or bool(w.get("failed", False)),
             crash_loops=int(w.get("crash_loops", 0) or 0),
             error_rate=_num(w.get("error_rate")),
             p95_latency_ms=_num(w.get("p95_latency_ms")),
