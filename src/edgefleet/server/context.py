@@ -73,6 +73,7 @@ class ServerSettings(BaseModel):
         default=None,
         description="CA certificate (PEM) devices pin; published at /device/v1/ca.pem for "
         "`agent run --ca-fingerprint` (trust on first use against the printed fingerprint).",
+    )
     tuf_keys_dir: Path | None = Field(
         default=None,
         description="Keys directory of `edgefleet keys init` (root chain, online keys, optionally a "
