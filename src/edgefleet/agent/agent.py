@@ -437,12 +437,21 @@ class Agent:
         return True
 
     def _gc_bundles(self) -> None:
+        """Remove bundles nothing runs or may roll back to, and what interrupted work left behind:
+        ``bundles/.tmp-*`` (an install or removal cut short) and ``downloads/*`` (a download or
+        install cut short; when this runs, every bundle still wanted is installed)."""
         keep = {w["sha256"] for w in self.state["workloads"].values()}
         keep |= {w["sha256"] for w in self.state["previous"].values()}
+        downloads = self.dir / "downloads"
+        for path in sorted(downloads.iterdir()) if downloads.is_dir() else []:
+            with contextlib.suppress(OSError):
+                path.unlink()
         if not self.bundles.is_dir():
             return
         for path in self.bundles.iterdir():
-            if _DIGEST.match(path.name) and path.name not in keep:
+            if path.name.startswith(".tmp-"):
+                shutil.rmtree(path, ignore_errors=True)
+            elif _DIGEST.match(path.name) and path.name not in keep:
                 doomed = self.bundles / f".tmp-gc-{path.name}"
                 with contextlib.suppress(OSError):
                     path.rename(doomed)  # renamed aside first: never seen half-deleted
