@@ -42,8 +42,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.client import DeviceClient
 from edgefleet.agent.config import AgentConfig
-from edgefleet.agent.errors import AgentInputError, AgentUnavailableError, AgentVerificationError
-from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
+from edgefleet.agent.errors import (
+    AgentInputError,
+    AgentStorageError,
+    AgentUnavailableError,
+    AgentVerificationError,
+)
+from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json, storage_error
 from edgefleet.agent.outbox import Outbox
 from edgefleet.agent.protocol import verify_document
 from edgefleet.agent.sdnotify import notify
@@ -64,7 +69,10 @@ try:
     b = BundleStore(Path(sys.argv[1])).install(Path(sys.argv[2]), expected_sha256=sys.argv[3])
     print(json.dumps({"sha256": b.sha256}))
 except EdgefleetError as exc:
-    print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
+    cause = getattr(exc.__cause__, "errno", None)
+    print(json.dumps({"error": {"code": exc.code, "message": exc.message, "errno": cause}}))
+except OSError as exc:
+    print(json.dumps({"error": {"code": "bundle.write_failed", "message": str(exc), "errno": exc.errno}}))
 """
 
 log = logging.getLogger("edgefleet.agent")
@@ -226,6 +234,8 @@ class Agent:
             result = {"error": {"code": "agent.install_failed", "message": out.stderr.strip()[-500:]}}
         if "error" in result:
             err = result["error"]
+            if err["code"] == "bundle.write_failed":  # the disk, not the bundle: try again later
+                raise storage_error(self.bundles, OSError(err.get("errno"), err["message"]), "install")
             raise AgentVerificationError(str(err["message"]), code=str(err["code"]))
 
     def _sandbox_names(self) -> set[str]:
@@ -358,13 +368,27 @@ class Agent:
             version=w["bundle"].get("version"),
             reason=reason,
         )
-        self._save()
+        self._save_or_note()
 
-    def _update(self, w: dict[str, Any]) -> bool:
-        """Bring one deployment to ``w``; False when it must be retried later (server away)."""
+    def _save_or_note(self) -> None:
+        """Save ``state.json`` where a failed write may wait (the state stays in memory, the next
+        save writes it): the reason goes to ``last_error``."""
+        try:
+            self._save()
+        except AgentStorageError as exc:
+            self.last_error = f"{exc.message} [{exc.code}]"
+
+    def _wait_for_storage(self, dep: str, exc: AgentStorageError) -> bool:
+        self.phase[dep] = "waiting for disk space"
+        self.last_error = f"{exc.message} [{exc.code}]"
+        log.warning("update waits for disk space", extra={"deployment": dep, "reason": exc.message})
+        return False
+
+    def _fetched(self, dep: str, w: dict[str, Any]) -> dict[str, Any] | bool:
+        """The bundle's manifest once it is in the store; else what :meth:`_update` returns now:
+        False to try again later (server away, disk full), True when the bundle is refused."""
         assert self.client is not None  # noqa: S101 - enrolled before any update
-        assert self.supervisor is not None  # noqa: S101
-        dep, bundle = w["deployment"], w["bundle"]
+        bundle = w["bundle"]
         sha = bundle["sha256"]
         self.phase[dep] = "downloading"
         try:
@@ -374,15 +398,28 @@ class Agent:
                 self.client.download(bundle["url"], tar, sha256=sha, size=int(bundle["size"]))
                 self._install(tar, sha)
                 tar.unlink(missing_ok=True)
-            manifest = json.loads(manifest_path.read_bytes())
+            manifest: dict[str, Any] = json.loads(manifest_path.read_bytes())
         except AgentUnavailableError as exc:
             self.phase[dep] = "waiting for the server"
             self.last_error = exc.message
             return False
+        except AgentStorageError as exc:
+            return self._wait_for_storage(dep, exc)
         except VerificationError as exc:
             self.phase.pop(dep, None)
             self._fail(dep, w, "refused", f"bundle refused: {exc.message} [{exc.code}]")
             return True
+        return manifest
+
+    def _update(self, w: dict[str, Any]) -> bool:
+        """Bring one deployment to ``w``; False when it must be retried later (server away)."""
+        assert self.client is not None  # noqa: S101 - enrolled before any update
+        assert self.supervisor is not None  # noqa: S101
+        dep, bundle = w["deployment"], w["bundle"]
+        sha = bundle["sha256"]
+        manifest = self._fetched(dep, w)
+        if isinstance(manifest, bool):
+            return manifest
         self.phase[dep] = "starting"
         old = self.state["workloads"].get(dep)
         entry = {
@@ -404,6 +441,10 @@ class Agent:
             self.supervisor.remove(entry["name"], grace_s=1.0)
         try:
             self.supervisor.add(self._workload(entry))
+        except OSError as exc:  # the supervisor's own files (a full disk): not the release's fault
+            with contextlib.suppress(EdgefleetError, OSError):
+                self.supervisor.remove(entry["name"], grace_s=1.0)
+            return self._wait_for_storage(dep, storage_error(self.dir / "supervisor", exc, "start"))
         except EdgefleetError as exc:
             self.phase.pop(dep, None)
             self._fail(dep, w, "rolled_back", f"start: {exc.message} [{exc.code}]")
@@ -415,13 +456,12 @@ class Agent:
                 self.supervisor.remove(entry["name"], grace_s=2.0)
             self._fail(dep, w, "rolled_back", health.reason)
             return True
-        # the switch: one atomic write
-        with self._lock:
-            if old:
-                self.state["previous"][dep] = old
-            self.state["workloads"][dep] = entry
-            self.state["failed"].pop(dep, None)
-            self._save()
+        try:
+            self._switch(dep, entry, old)
+        except AgentStorageError as exc:  # not switched: the old version stays, on disk and here
+            with contextlib.suppress(EdgefleetError):
+                self.supervisor.remove(entry["name"], grace_s=2.0)
+            return self._wait_for_storage(dep, exc)
         if old:
             with contextlib.suppress(EdgefleetError):
                 self.supervisor.remove(old["name"])
@@ -435,6 +475,24 @@ class Agent:
         )
         log.info("updated", extra={"deployment": dep, "release": w["release"]})
         return True
+
+    def _switch(self, dep: str, entry: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """The switch: one atomic write of ``state.json``; when it fails, memory is put back too."""
+        with self._lock:
+            before = {k: self.state[k].get(dep) for k in ("workloads", "previous", "failed")}
+            if old:
+                self.state["previous"][dep] = old
+            self.state["workloads"][dep] = entry
+            self.state["failed"].pop(dep, None)
+            try:
+                self._save()
+            except AgentStorageError:
+                for key, value in before.items():
+                    if value is None:
+                        self.state[key].pop(dep, None)
+                    else:
+                        self.state[key][dep] = value
+                raise
 
     def _gc_bundles(self) -> None:
         """Remove bundles nothing runs or may roll back to, and what interrupted work left behind:
@@ -571,7 +629,7 @@ class Agent:
             events = [*events[:499], {"kind": "events_dropped", "data": {"count": self.outbox.dropped}}]
         with self._lock:
             self.state["seq"] = int(self.state.get("seq", 0)) + 1
-            self._save()
+            self._save_or_note()
             body = {
                 "seq": self.state["seq"],
                 "revision": self.state.get("revision", 0),
@@ -727,7 +785,10 @@ class Agent:
         if status != 200 or envelope is None:
             return etag, False
         signed = verify_document(envelope, server_key)
-        atomic_write_json(self.dir / "desired.json", envelope)
+        try:
+            atomic_write_json(self.dir / "desired.json", envelope)
+        except AgentStorageError as exc:  # a cache of the last document: apply it all the same
+            self.last_error = f"{exc.message} [{exc.code}]"
         retry = not self.apply(signed)
         return (None if retry else new_etag), retry
 

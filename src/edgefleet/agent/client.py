@@ -7,6 +7,7 @@ server's error code.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -21,6 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.errors import AgentUnavailableError, AgentVerificationError
+from edgefleet.agent.fsio import storage_error
 from edgefleet.agent.protocol import sign_request
 from edgefleet.errors import EdgefleetError, PermissionDeniedError
 
@@ -122,7 +124,10 @@ class DeviceClient:
     ) -> Path:
         """Fetch a blob into ``dest``, resuming a partial ``dest.part`` with Range; check size and sha256."""
         part = dest.with_name(dest.name + ".part")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(dest.parent, exc, "download") from exc
         delay = 0.5
         for attempt in range(attempts):
             have = part.stat().st_size if part.exists() else 0
@@ -184,7 +189,11 @@ class DeviceClient:
                     f.write(block)
                 f.flush()
                 os.fsync(f.fileno())
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # our disk, not the network
+                raise storage_error(part, exc, "download") from exc
+            raise AgentUnavailableError(f"download of {target} interrupted: {exc}") from exc
+        except http.client.HTTPException as exc:
             raise AgentUnavailableError(f"download of {target} interrupted: {exc}") from exc
         finally:
             conn.close()
