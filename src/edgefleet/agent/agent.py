@@ -74,6 +74,17 @@ except EdgefleetError as exc:
 except OSError as exc:
     print(json.dumps({"error": {"code": "bundle.write_failed", "message": str(exc), "errno": exc.errno}}))
 """
+_VERIFY = """
+import json, sys
+from pathlib import Path
+from edgefleet.errors import EdgefleetError
+from edgefleet.bundle.store import BundleStore
+try:
+    BundleStore(Path(sys.argv[1])).verify(sys.argv[2])
+    print(json.dumps({"ok": True}))
+except EdgefleetError as exc:
+    print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
+"""
 
 log = logging.getLogger("edgefleet.agent")
 
@@ -238,6 +249,38 @@ class Agent:
                 raise storage_error(self.bundles, OSError(err.get("errno"), err["message"]), "install")
             raise AgentVerificationError(str(err["message"]), code=str(err["code"]))
 
+    def _damaged(self, sha256: str) -> str | None:
+        """Re-hash an installed bundle against its manifest (in a child process, like installs):
+        the reason when the bytes on disk changed, None when intact or when the check cannot run."""
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", _VERIFY, str(self.bundles), sha256],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+            log.warning("bundle check could not run", extra={"sha256": sha256, "reason": str(exc)[:300]})
+            return None
+        if "error" not in result:
+            return None
+        return f"{result['error']['message']} [{result['error']['code']}]"
+
+    def _drop_if_damaged(self, sha256: str, deployment: str) -> bool:
+        """Remove a bundle whose files changed on disk (it is fetched again); True when it was."""
+        reason = self._damaged(sha256)
+        if reason is None:
+            return False
+        log.warning("damaged bundle removed", extra={"sha256": sha256, "reason": reason})
+        self.outbox.put("bundle_damaged", deployment=deployment, sha256=sha256, reason=reason)
+        doomed = self.bundles / f".tmp-gc-{sha256}"
+        with contextlib.suppress(OSError):
+            self._bundle_dir(sha256).rename(doomed)
+            shutil.rmtree(doomed)
+        return True
+
     def _sandbox_names(self) -> set[str]:
         return {w["name"] for w in self.state["workloads"].values()}
 
@@ -252,8 +295,11 @@ class Agent:
                 log.info("removing a workload no update finished", extra={"workload": st.name})
                 self.supervisor.remove(st.name, grace_s=2.0)
         present = {st.name for st in self.supervisor.statuses()}
-        for dep, w in self.state["workloads"].items():
+        for dep, w in list(self.state["workloads"].items()):
             if w["name"] not in present:
+                if self._drop_if_damaged(w["sha256"], dep):  # the next desired state fetches it again
+                    self.state["workloads"].pop(dep)
+                    continue
                 log.info("starting the last good version from disk", extra={"deployment": dep})
                 self.supervisor.add(self._workload(w))
         self.supervisor.start()
@@ -393,6 +439,8 @@ class Agent:
         self.phase[dep] = "downloading"
         try:
             manifest_path = self._bundle_dir(sha) / "bundle.json"
+            if manifest_path.is_file():  # installed earlier: check it was not damaged since
+                self._drop_if_damaged(sha, dep)
             if not manifest_path.is_file():
                 tar = self.dir / "downloads" / f"{sha}.tar"
                 self.client.download(bundle["url"], tar, sha256=sha, size=int(bundle["size"]))
