@@ -48,10 +48,14 @@ def _reboot(a: AgentProc) -> None:
     a.start()
 
 
+N = trial_count(quick=1, full=15)
+
+
+@pytest.mark.timeout(300 + 120 * N)
 def test_damaged_bundle_in_the_store_is_detected_and_fetched_again(
     tmp_path: Path, fleet: Fleet, agents: list[AgentProc]
 ) -> None:
-    n = trial_count(quick=1, full=20)
+    n = N
     for version, scale in SCALE.items():
         fleet.upload(make_bundle(tmp_path, "det", version, scale=scale))
     a = new_agent(tmp_path, fleet, agents)

@@ -117,9 +117,13 @@ NOTES = (
 )
 
 
+N = trial_count(quick=1, full=12)
+
+
+@pytest.mark.timeout(300 + 180 * N)
 def test_control_plane_sigkill_and_postgres_restart_mid_rollout(tmp_path: Path) -> None:
     require(os.geteuid() == 0, "root (initdb and pg_ctl run as the postgres user)")
-    n = trial_count(quick=1, full=20)
+    n = N
     try:
         pg = PostgresCluster()
     except FaultUnavailableError as exc:

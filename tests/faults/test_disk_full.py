@@ -25,11 +25,15 @@ pytestmark = pytest.mark.integration
 VERSIONS = (("1.0.0", 2.0), ("2.0.0", 3.0))
 
 
+N = trial_count(quick=1, full=8)
+
+
+@pytest.mark.timeout(300 + 120 * N)
 def test_disk_full_in_the_agent_state_directory(
     tmp_path: Path, fleet: Fleet, agents: list[AgentProc]
 ) -> None:
     require(os.geteuid() == 0, "root (mounting a tmpfs)")
-    n = trial_count(quick=1, full=10)
+    n = N
     for version, scale in VERSIONS:
         fleet.upload(make_bundle(tmp_path, "det", version, scale=scale))
     notes = (

@@ -29,7 +29,7 @@ from tests.integration.agent.conftest import (
 
 pytestmark = pytest.mark.integration
 
-N = trial_count(quick=1, full=10)
+N = trial_count(quick=1, full=8)
 
 
 class NsServer(Server):

@@ -54,8 +54,12 @@ def _serve_pid(port: int) -> int:
     raise AssertionError(f"no serve process with --http-port {port}")
 
 
+N = trial_count(quick=1, full=15)
+
+
+@pytest.mark.timeout(300 + 90 * N)
 def test_serving_process_sigkill_under_load(tmp_path: Path, fleet: Fleet, agents: list[AgentProc]) -> None:
-    n = trial_count(quick=2, full=20)
+    n = N
     fleet.upload(make_bundle(tmp_path, "det", "1.0.0"))
     a = new_agent(tmp_path, fleet, agents)
     a.start()
