@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench venv clean
+.PHONY: demo test lint typecheck unit bench faults reliability venv clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,21 @@ test: lint typecheck
 
 bench: venv
 	$(BIN)/python -m pytest -m bench -p no:cacheprovider -s
+
+# The fault-injection suite at its full trial counts (root; about two hours on 2 cores), then
+# docs/reliability.md from its results. `make test` runs the same tests with a few trials each.
+# RELIABILITY_EXTRA: more results files or directories (same JSON shape) for the report.
+FAULT_RESULTS     ?= tests/faults/results
+RELIABILITY_EXTRA ?=
+
+faults: venv
+	rm -rf $(FAULT_RESULTS)
+	EDGEFLEET_FAULT_TRIALS=full EDGEFLEET_FAULT_RESULTS=$(FAULT_RESULTS) \
+	  $(BIN)/python -m pytest tests/faults -p no:cacheprovider; status=$$?; \
+	  $(MAKE) --no-print-directory reliability && exit $$status
+
+reliability: venv
+	$(BIN)/python -m edgefleet.testing.reliability $(FAULT_RESULTS) $(RELIABILITY_EXTRA) -o docs/reliability.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
