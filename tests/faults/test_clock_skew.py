@@ -44,8 +44,13 @@ TIMESTAMP_LIFETIME = timedelta(days=1)  # the repository's default ExpiryPolicy.
 TTL = 120.0  # the desired-state lifetime the agent trials run with
 
 
+N_TUF = trial_count(quick=4, full=60)
+N_AGENT = trial_count(quick=2, full=12)
+
+
+@pytest.mark.timeout(120 + 10 * N_TUF)
 def test_clock_skew_tuf_metadata_expiry(world: World) -> None:
-    n = trial_count(quick=4, full=60)
+    n = N_TUF
     notes = (
         "a TUF repository whose signing clock lags the device's by a random 0-3 days (the device's clock "
         "is ahead), timestamp and snapshot signed again under that clock, then a fresh device fetches a "
@@ -115,8 +120,9 @@ def fleet(tmp_path: Path) -> Iterator[InProcessFleet]:
         ctx.db.dispose()
 
 
+@pytest.mark.timeout(300 + 200 * N_AGENT)
 def test_clock_skew_agent_and_server(tmp_path: Path, fleet: InProcessFleet, agents: list[AgentProc]) -> None:
-    n = trial_count(quick=2, full=12)
+    n = N_AGENT
     versions = {"1.0.0": 2.0, "2.0.0": 3.0}
     for version, scale in versions.items():
         fleet.upload(make_bundle(tmp_path, "det", version, scale=scale))
