@@ -55,7 +55,7 @@ def test_disk_full_in_the_agent_state_directory(
                     a.log = tmp_path / f"agent-{prefix}.log"
                     agents.append(a)
                     try:
-                        _one_trial(a, fleet, trials, t)
+                        _one_trial(a, fleet, trials, t, label=f"trial{i}")
                     finally:
                         a.stop()
                         from edgefleet.sandbox.supervisor import Supervisor
@@ -67,20 +67,21 @@ def test_disk_full_in_the_agent_state_directory(
                         agents.remove(a)
 
 
-def _one_trial(a: AgentProc, fleet: Fleet, trials: Trials, t: object) -> None:
+def _one_trial(a: AgentProc, fleet: Fleet, trials: Trials, t: object, *, label: str) -> None:
+    """One device (an agent on its own tmpfs), its own label: earlier trials' devices are gone."""
     from edgefleet.testing.faults import Trial
 
     assert isinstance(t, Trial)
-    a.start()
+    a.start("--label", f"fault={label}")
     dev = a.wait(lambda s: s["polls"] > 0, 90, "enrollment")["device_id"]
     a.join = None
-    fleet.deploy("det", VERSIONS[0][0])
+    fleet.deploy("det", VERSIONS[0][0], selector=f"fault={label}")
     st = a.wait(lambda s: serving(s, "det", VERSIONS[0][0]) and not s["in_progress"], 120, "old version")
     port = int(workload_of(st, "det")["http_port"])  # type: ignore[index]
     a.wait(lambda s: s["outbox"]["queued"] == 0, 60, "events delivered")
 
     filler = fill(a.state)
-    fleet.deploy("det", VERSIONS[1][0])
+    fleet.deploy("det", VERSIONS[1][0], selector=f"fault={label}")
     full_for = trials.rng.uniform(3.0, 8.0)
     end = time.monotonic() + full_for
     while time.monotonic() < end:
