@@ -141,7 +141,9 @@ def test_partition_between_agent_and_server(
                     time.sleep(0.3)
                 st = a.wait(lambda s: s["server_reachable"] is False, 60, "offline")
                 queued = int(st["outbox"]["queued"])
-                assert queued >= restarts + 1, st["outbox"]
+                # each restarted agent records server_unreachable at once; the one that was in a long-poll
+                # when the link went down may not have noticed yet (its request times out after wait + 30 s)
+                assert queued >= restarts, (restarts, st["outbox"])
                 link.heal()
                 t1 = time.monotonic()
                 st = a.wait(
@@ -150,6 +152,7 @@ def test_partition_between_agent_and_server(
                 t.measure("partition_s", hold)
                 t.measure("delivered_after_heal_s", time.monotonic() - t1)
                 t.measure("events_buffered", queued)
+                t.measure("agent_restarts", restarts)
                 t.measure("requests_answered_during_partition", answered)
                 delivered = len(fleet.events(dev)) - on_server
                 t.data_lost = max(0, queued - delivered) + int(st["outbox"]["dropped"])
