@@ -86,6 +86,18 @@ def test_clock_skew_tuf_metadata_expiry(world: World) -> None:
                     t.outcome = "skew within the timestamp lifetime: verified and installed"
 
 
+def _rollout_done(fleet: Fleet, timeout: float = 90.0) -> None:
+    """Wait until the last rollout is over (the next deploy would be refused while it runs)."""
+    end = time.monotonic() + timeout
+    while True:
+        with fleet.api() as api:
+            ro = api.get("/rollouts", params={"limit": 1}).json()["items"][0]
+        if ro["phase"] in ("completed", "aborted") or time.monotonic() > end:
+            break
+        time.sleep(0.5)
+    assert ro["phase"] in ("completed", "aborted"), ro
+
+
 class SkewedClock:
     """The server's clock: real time minus ``behind`` seconds."""
 
@@ -152,6 +164,7 @@ def test_clock_skew_agent_and_server(tmp_path: Path, fleet: InProcessFleet, agen
                     if abs(behind - edge) < 20:
                         behind = edge + 30  # not on a boundary: the test's own seconds count
                 t.measure("server_behind_s", behind)
+                _rollout_done(fleet)
                 fleet.clock.behind = behind
                 fleet.deploy("det", new)
                 if behind > SKEW_SECONDS:
