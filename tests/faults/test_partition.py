@@ -99,11 +99,12 @@ def fleet(tmp_path: Path, link: NetnsLink) -> Iterator[Fleet]:
 
 NOTES = (
     "the server runs in its own network namespace joined to the device's by a veth pair; the "
-    "partition takes the link down on both ends for a random 5-15 s, during which the agent is "
-    "restarted 1-3 times (each start buffers a server_unreachable event on disk). Checked: the model "
-    "answers every request during the partition, the agent never exits, after healing every buffered "
-    "event reaches the server and none was dropped (outbox bound 1000 events). Data lost: buffered "
-    "events that did not arrive."
+    "partition takes the link down on both ends for a random 5-15 s and until the agent has been "
+    "restarted 1-3 times (each start buffers a server_unreachable event on disk; stopping an agent "
+    "whose long-poll hangs on the dead link takes until systemd's, here the test's, 30 s kill: "
+    "partition_s below). Checked: the model answers every request during the partition, the agent "
+    "never exits on its own, after healing every buffered event reaches the server and none was "
+    "dropped (outbox bound 1000 events). Data lost: buffered events that did not arrive."
 )
 
 
