@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: up down demo test lint typecheck unit bench docs security soak venv clean
+.PHONY: up down demo test lint typecheck unit bench docs security soak faults reliability venv clean
 
 venv: $(STAMP)
 
@@ -64,6 +64,23 @@ soak: venv
 	$(BIN)/python bench/soak/serve_soak.py --duration 600 --out bench/soak/results/serve-soak.json
 	$(BIN)/python bench/soak/control_plane_soak.py --devices 500 --duration 300 \
 	  --out bench/soak/results/control-plane-soak.json
+
+# The fault-injection suite at its full trial counts (root; about two hours on 2 cores), then
+# docs/reliability.md from its results. `make test` runs the same tests with a few trials each.
+# The security results (`make security`, security-*.json) in the same directory are kept for the report.
+# RELIABILITY_EXTRA: more results files or directories (same JSON shape) for the report.
+FAULT_RESULTS     ?= tests/faults/results
+RELIABILITY_EXTRA ?=
+
+faults: venv
+	mkdir -p $(FAULT_RESULTS)
+	find $(FAULT_RESULTS) -maxdepth 1 -name '*.json' ! -name 'security-*' -delete
+	EDGEFLEET_FAULT_TRIALS=full EDGEFLEET_FAULT_RESULTS=$(FAULT_RESULTS) \
+	  $(BIN)/python -m pytest tests/faults -p no:cacheprovider; status=$$?; \
+	  $(MAKE) --no-print-directory reliability && exit $$status
+
+reliability: venv
+	$(BIN)/python -m edgefleet.testing.reliability $(FAULT_RESULTS) $(RELIABILITY_EXTRA) -o docs/reliability.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -48,7 +48,12 @@ from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.desired import check_desired
 from edgefleet.agent.devicemetrics import DeviceMetrics, nvidia_smi_runner
 from edgefleet.agent.endpoint import Endpoint
-from edgefleet.agent.errors import AgentInputError, AgentUnavailableError, AgentVerificationError
+from edgefleet.agent.errors import (
+    AgentInputError,
+    AgentStorageError,
+    AgentUnavailableError,
+    AgentVerificationError,
+)
 from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
 from edgefleet.agent.hotreload import load as reload_model
 from edgefleet.agent.hotreload import prune
@@ -242,8 +247,13 @@ class Agent(UpdateSteps):
                 self.supervisor.remove(st.name, grace_s=2.0)
         self._clean_disk(keep)
         present = {st.name for st in self.supervisor.statuses()}
-        for dep, w in self.state["workloads"].items():
+        for dep, w in list(self.state["workloads"].items()):
             if w["name"] not in present:
+                if self._drop_if_damaged(w["sha256"], dep):  # the next desired state fetches it again
+                    self.state["workloads"].pop(dep)
+                    if w.get("repo"):  # its model file is a hard link to the damaged one
+                        shutil.rmtree(w["repo"], ignore_errors=True)
+                    continue
                 log.info("starting the last good version from disk", extra={"deployment": dep})
                 self.supervisor.add(self._workload(w))
             elif w.get("repo") and prune(Path(w["repo"]), w["model_name"], {int(w["model_version"])}):
@@ -269,12 +279,21 @@ class Agent(UpdateSteps):
     # -- workloads -----------------------------------------------------------------------------
 
     def _gc_bundles(self) -> None:
+        """Remove bundles nothing runs or may roll back to, and what interrupted work left behind:
+        ``bundles/.tmp-*`` (an install or removal cut short) and ``downloads/*`` (a download or
+        install cut short; when this runs, every bundle still wanted is installed)."""
         keep = {w["sha256"] for w in self.state["workloads"].values()}
         keep |= {w["sha256"] for w in self.state["previous"].values()}
+        downloads = self.dir / "downloads"
+        for path in sorted(downloads.iterdir()) if downloads.is_dir() else []:
+            with contextlib.suppress(OSError):
+                path.unlink()
         if not self.bundles.is_dir():
             return
         for path in self.bundles.iterdir():
-            if DIGEST.match(path.name) and path.name not in keep:
+            if path.name.startswith(".tmp-"):
+                shutil.rmtree(path, ignore_errors=True)
+            elif DIGEST.match(path.name) and path.name not in keep:
                 doomed = self.bundles / f".tmp-gc-{path.name}"
                 with contextlib.suppress(OSError):
                     path.rename(doomed)  # renamed aside first: never seen half-deleted
@@ -413,7 +432,7 @@ class Agent(UpdateSteps):
             events = [*events[:499], {"kind": "events_dropped", "data": {"count": self.outbox.dropped}}]
         with self._lock:
             self.state["seq"] = int(self.state.get("seq", 0)) + 1
-            self._save()
+            self._save_or_note()
             body = {
                 "seq": self.state["seq"],
                 "revision": self.state.get("revision", 0),
@@ -618,6 +637,14 @@ class Agent(UpdateSteps):
                 out = min(out, 5.0)
         return out
 
+    def _cache_desired(self, envelope: dict[str, Any]) -> None:
+        """Keep the last verified document in ``desired.json``; a failed write (a full disk) is
+        noted in ``last_error`` and the document is applied all the same."""
+        try:
+            atomic_write_json(self.dir / "desired.json", envelope)
+        except AgentStorageError as exc:
+            self.last_error = f"{exc.message} [{exc.code}]"
+
     def _poll_once(
         self, etag: str | None, retry: bool, server_key: bytes, t_start: float
     ) -> tuple[str | None, bool]:
@@ -643,7 +670,7 @@ class Agent(UpdateSteps):
         self.last_contact = time.time()
         if status == 200 and envelope is not None:
             self._signed = check_desired(verify_document(envelope, server_key))
-            atomic_write_json(self.dir / "desired.json", envelope)
+            self._cache_desired(envelope)
             etag = new_etag
         elif not (self.deferred and self._signed is not None):
             return etag, False

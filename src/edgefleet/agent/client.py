@@ -7,6 +7,7 @@ server's error code.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -22,6 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.errors import AgentUnavailableError, AgentVerificationError
+from edgefleet.agent.fsio import storage_error
 from edgefleet.agent.protocol import sign_request
 from edgefleet.agent.tls import context_for, pem_fingerprint, untrusted_error
 from edgefleet.errors import EdgefleetError, PermissionDeniedError
@@ -133,7 +135,10 @@ class DeviceClient:
     ) -> Path:
         """Fetch a blob into ``dest``, resuming a partial ``dest.part`` with Range; check size and sha256."""
         part = dest.with_name(dest.name + ".part")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(dest.parent, exc, "download") from exc
         delay = 0.5
         for attempt in range(attempts):
             have = part.stat().st_size if part.exists() else 0
@@ -203,7 +208,11 @@ class DeviceClient:
                 os.fsync(f.fileno())
         except ssl.SSLCertVerificationError as exc:
             raise untrusted_error(exc, self.server, self._pinned) from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # our disk, not the network
+                raise storage_error(part, exc, "download") from exc
+            raise AgentUnavailableError(f"download of {target} interrupted: {exc}") from exc
+        except http.client.HTTPException as exc:
             raise AgentUnavailableError(f"download of {target} interrupted: {exc}") from exc
         finally:
             conn.close()

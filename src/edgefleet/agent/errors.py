@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from edgefleet.errors import InvalidInputError, UnavailableError, VerificationError
+from edgefleet.errors import InvalidInputError, OperationFailedError, UnavailableError, VerificationError
 
-__all__ = ["AgentInputError", "AgentUnavailableError", "AgentVerificationError"]
+__all__ = ["AgentInputError", "AgentStorageError", "AgentUnavailableError", "AgentVerificationError"]
 
 
 class AgentInputError(InvalidInputError):
@@ -17,3 +17,9 @@ class AgentUnavailableError(UnavailableError):
 
 class AgentVerificationError(VerificationError):
     default_code = "agent.verification_failed"
+
+
+class AgentStorageError(OperationFailedError):
+    """The state directory refused a write (``agent.disk_full`` when it has no space left)."""
+
+    default_code = "agent.write_failed"

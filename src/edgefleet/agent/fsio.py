@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_json", "read_json"]
+from edgefleet.agent.errors import AgentStorageError
+
+__all__ = ["atomic_write", "atomic_write_json", "read_json", "storage_error"]
+
+
+def storage_error(path: Path, exc: OSError, doing: str = "write") -> AgentStorageError:
+    """``exc`` from writing under ``path`` as an :class:`AgentStorageError` that says what is wrong."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return AgentStorageError(
+            f"{path}: cannot {doing}: no space left on the device of the state directory; "
+            "the running version stays, the update waits for space",
+            code="agent.disk_full",
+            path=str(path),
+        )
+    return AgentStorageError(f"{path}: cannot {doing}: {exc.strerror or exc}", path=str(path))
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data``: a crash leaves the old or the new file, never a torn one."""
+    """Replace ``path`` with ``data``: a crash leaves the old or the new file, never a torn one.
+
+    A failed write (a full disk) is an :class:`AgentStorageError`, and ``path`` is left as it was.
+    """
+    try:
+        _atomic_write(path, data, mode)
+    except OSError as exc:
+        raise storage_error(path, exc) from exc
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

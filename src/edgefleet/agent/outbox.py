@@ -1,12 +1,21 @@
-"""A bounded on-disk queue of events for the server: oldest dropped first, drops counted."""
+"""A bounded on-disk queue of events for the server: oldest dropped first, drops counted.
+
+When the file cannot be written (a full disk) the events stay queued in memory, the next change
+tries the write again, and :attr:`Outbox.unsaved` says so: a full disk loses no event unless the
+agent also restarts before space returns.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
 
+from edgefleet.agent.errors import AgentStorageError
 from edgefleet.agent.fsio import atomic_write_json, read_json
+
+log = logging.getLogger("edgefleet.agent")
 
 __all__ = ["Outbox"]
 
@@ -20,6 +29,7 @@ class Outbox:
         data = read_json(path, {"events": [], "dropped": 0})
         self._events: list[dict[str, Any]] = list(data.get("events", []))[-capacity:]
         self.dropped = int(data.get("dropped", 0))
+        self.unsaved = False
 
     def __len__(self) -> int:
         return len(self._events)
@@ -44,4 +54,11 @@ class Outbox:
             self._save()
 
     def _save(self) -> None:
-        atomic_write_json(self.path, {"events": self._events, "dropped": self.dropped})
+        try:
+            atomic_write_json(self.path, {"events": self._events, "dropped": self.dropped})
+        except AgentStorageError as exc:
+            if not self.unsaved:
+                log.warning("events kept in memory only", extra={"reason": exc.message})
+            self.unsaved = True
+            return
+        self.unsaved = False

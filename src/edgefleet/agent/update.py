@@ -9,6 +9,12 @@ Mixed into :class:`edgefleet.agent.agent.Agent`, which owns the state these step
 
 The switch is the single write of ``state.json``: a SIGKILL before it leaves the old version recorded
 (what the update started is removed at the next start), after it the new one (the old is removed).
+
+A write that fails for lack of space (a download, an install, staging, the sandbox's files, the
+switch) is an :class:`~edgefleet.agent.errors.AgentStorageError`: what the update started is undone,
+the old version keeps serving, the update waits ("waiting for disk space") and is tried again at the
+next poll. A bundle already in the store is re-hashed (in a child process) before it is used again;
+a damaged one is removed, reported (``bundle_damaged``) and downloaded again.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.endpoint import Endpoint
-from edgefleet.agent.errors import AgentUnavailableError, AgentVerificationError
+from edgefleet.agent.errors import AgentStorageError, AgentUnavailableError, AgentVerificationError
+from edgefleet.agent.fsio import storage_error
 from edgefleet.agent.hotreload import load as reload_model
 from edgefleet.agent.hotreload import model_file, prune, stage, version_ready
 from edgefleet.agent.lock import active as lock_active
@@ -132,10 +139,44 @@ class UpdateSteps:
             result = {"error": {"code": "agent.install_failed", "message": out.stderr.strip()[-500:]}}
         if "error" in result:
             err = result["error"]
+            if err["code"] == "bundle.write_failed":  # the disk, not the bundle: try again later
+                raise storage_error(self.bundles, OSError(err.get("errno"), err["message"]), "install")
             if err.get("retry"):
                 raise AgentUnavailableError(str(err["message"]), code=str(err["code"]))
             raise AgentVerificationError(str(err["message"]), code=str(err["code"]))
         return result
+
+    def _damaged(self, sha256: str) -> str | None:
+        """Re-hash an installed bundle against its manifest (in a child process, like installs):
+        the reason when the bytes on disk changed, None when intact or when the check cannot run."""
+        try:
+            out = subprocess.run(
+                [sys.executable, "-m", "edgefleet.agent.verify", "--installed", str(self.bundles), sha256],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+            log.warning("bundle check could not run", extra={"sha256": sha256, "reason": str(exc)[:300]})
+            return None
+        if "error" not in result:
+            return None
+        return f"{result['error']['message']} [{result['error']['code']}]"
+
+    def _drop_if_damaged(self, sha256: str, deployment: str) -> bool:
+        """Remove a bundle whose files changed on disk (it is fetched again); True when it was."""
+        reason = self._damaged(sha256)
+        if reason is None:
+            return False
+        log.warning("damaged bundle removed", extra={"sha256": sha256, "reason": reason})
+        self.outbox.put("bundle_damaged", deployment=deployment, sha256=sha256, reason=reason)
+        doomed = self.bundles / f".tmp-gc-{sha256}"
+        with contextlib.suppress(OSError):
+            self._bundle_dir(sha256).rename(doomed)
+            shutil.rmtree(doomed)
+        return True
 
     def _open_endpoint(self, dep: str, w: dict[str, Any]) -> None:
         """The deployment's stable port (kept in ``state.json``), forwarding to ``w``'s workload."""
@@ -284,7 +325,22 @@ class UpdateSteps:
             version=w["bundle"].get("version"),
             reason=reason,
         )
-        self._save()
+        self._save_or_note()
+
+    def _save_or_note(self) -> None:
+        """Save ``state.json`` where a failed write may wait (the state stays in memory, the next
+        save writes it): the reason goes to ``last_error``."""
+        try:
+            self._save()
+        except AgentStorageError as exc:
+            self.last_error = f"{exc.message} [{exc.code}]"
+
+    def _wait_for_storage(self, dep: str, exc: AgentStorageError) -> bool:
+        """The update waits for space (the old version serves); False: try again at the next poll."""
+        self.phase[dep] = "waiting for disk space"
+        self.last_error = f"{exc.message} [{exc.code}]"
+        log.warning("update waits for disk space", extra={"deployment": dep, "reason": exc.message})
+        return False
 
     def _step(self, dep: str, step: str) -> None:
         """Enter one step of an update (shown in the status); a configured failpoint SIGKILLs here."""
@@ -299,6 +355,9 @@ class UpdateSteps:
         bundle = w["bundle"]
         sha = bundle["sha256"]
         manifest_path = self._bundle_dir(sha) / "bundle.json"
+        waiting = self.deferred.get(dep, {}).get("release") == w["release"]  # checked when it was fetched
+        if manifest_path.is_file() and not waiting:  # installed earlier: check it was not damaged since
+            self._drop_if_damaged(sha, dep)
         if not manifest_path.is_file():
             tar = self.dir / "downloads" / f"{sha}.tar"
             fail_mid = self.config.failpoint == "downloading"  # SIGKILL after the first bytes are on disk
@@ -358,21 +417,31 @@ class UpdateSteps:
             self.outbox.put("update_deferred", deployment=dep, release=w["release"], reason=why["reason"])
             self._report_now.set()
 
-    def _update(self, w: dict[str, Any]) -> bool:
-        """Bring one deployment to ``w``; False when it must be retried later (server away, deferred)."""
-        assert self.supervisor is not None  # noqa: S101
-        dep, bundle = w["deployment"], w["bundle"]
-        sha = bundle["sha256"]
+    def _fetched(self, dep: str, w: dict[str, Any]) -> dict[str, Any] | bool:
+        """The bundle's manifest once it is in the store; else what :meth:`_update` returns now:
+        False to try again later (server away, disk full), True when the bundle is refused."""
         try:
-            manifest = self._fetch(dep, w)
+            return self._fetch(dep, w)
         except AgentUnavailableError as exc:
             self.phase[dep] = "waiting for the server"
             self.last_error = exc.message
             return False
+        except AgentStorageError as exc:
+            return self._wait_for_storage(dep, exc)
         except VerificationError as exc:
             self.phase.pop(dep, None)
             self._fail(dep, w, "refused", f"bundle refused: {exc.message} [{exc.code}]")
             return True
+
+    def _update(self, w: dict[str, Any]) -> bool:
+        """Bring one deployment to ``w``; False when it must be retried later (server away, deferred,
+        disk full)."""
+        assert self.supervisor is not None  # noqa: S101
+        dep, bundle = w["deployment"], w["bundle"]
+        sha = bundle["sha256"]
+        manifest = self._fetched(dep, w)
+        if isinstance(manifest, bool):
+            return manifest
         old = self.state["workloads"].get(dep)
         model_name = str(manifest["name"])
         model_path = str(manifest["model"]["path"])
@@ -399,18 +468,21 @@ class UpdateSteps:
             "since": now_iso(),
         }
         same_config = bool(old and old.get("repo") and old.get("config") == config)
-        if same_config and old and old["sha256"] == sha:  # only the release changed: nothing to restart
-            self._switch(dep, old | {k: entry[k] for k in ("release", "release_number", "since")}, old, w)
-            return True
-        if old is not None:
-            why = self._deferral(w)
-            if why is not None:
-                self._defer(dep, w, why)
-                return False
-        self.deferred.pop(dep, None)
-        if same_config and old is not None:
-            return self._hot_reload(dep, w, old, entry)
-        return self._blue_green(dep, w, old, entry)
+        try:
+            if same_config and old and old["sha256"] == sha:  # only the release changed: nothing to restart
+                self._switch(dep, old | {k: entry[k] for k in ("release", "release_number", "since")}, old, w)
+                return True
+            if old is not None:
+                why = self._deferral(w)
+                if why is not None:
+                    self._defer(dep, w, why)
+                    return False
+            self.deferred.pop(dep, None)
+            if same_config and old is not None:
+                return self._hot_reload(dep, w, old, entry)
+            return self._blue_green(dep, w, old, entry)
+        except AgentStorageError as exc:  # not switched: the old version serves, on disk and here
+            return self._wait_for_storage(dep, exc)
 
     def _blue_green(
         self, dep: str, w: dict[str, Any], old: dict[str, Any] | None, entry: dict[str, Any]
@@ -428,17 +500,26 @@ class UpdateSteps:
         }
         self._step(dep, "staging")
         shutil.rmtree(repo, ignore_errors=True)
-        stage(
-            repo,
-            entry["model_name"],
-            1,
-            self._bundle_dir(entry["sha256"]) / entry["model_path"],
-            entry["config"]["model_file"],
-        )
+        try:
+            stage(
+                repo,
+                entry["model_name"],
+                1,
+                self._bundle_dir(entry["sha256"]) / entry["model_path"],
+                entry["config"]["model_file"],
+            )
+        except OSError as exc:
+            shutil.rmtree(repo, ignore_errors=True)
+            raise storage_error(repo, exc, "stage the model") from exc
         with contextlib.suppress(EdgefleetError):
             self.supervisor.remove(name, grace_s=1.0)
         try:
             self.supervisor.add(self._workload(entry))
+        except OSError as exc:  # the supervisor's own files (a full disk): not the release's fault
+            with contextlib.suppress(EdgefleetError, OSError):
+                self.supervisor.remove(name, grace_s=1.0)
+            shutil.rmtree(repo, ignore_errors=True)
+            raise storage_error(self.dir / "supervisor", exc, "start") from exc
         except EdgefleetError as exc:
             self.phase.pop(dep, None)
             shutil.rmtree(repo, ignore_errors=True)
@@ -453,7 +534,17 @@ class UpdateSteps:
             shutil.rmtree(repo, ignore_errors=True)
             self._fail(dep, w, "rolled_back", health.reason)
             return True
-        self._switch(dep, entry, old, w)
+        try:
+            self._switch(dep, entry, old, w)
+        except AgentStorageError:  # not switched: the endpoint goes back, the new workload goes
+            if old is not None:
+                self._open_endpoint(dep, old)
+            else:
+                self._close_endpoint(dep)
+            with contextlib.suppress(EdgefleetError):
+                self.supervisor.remove(name, grace_s=2.0)
+            shutil.rmtree(repo, ignore_errors=True)
+            raise
         return True
 
     def _hot_reload(self, dep: str, w: dict[str, Any], old: dict[str, Any], entry: dict[str, Any]) -> bool:
@@ -463,13 +554,17 @@ class UpdateSteps:
         version = int(old["model_version"]) + 1
         entry |= {k: old[k] for k in ("name", "repo", "http_port", "grpc_port")} | {"model_version": version}
         self._step(dep, "staging")
-        stage(
-            repo,
-            model,
-            version,
-            self._bundle_dir(entry["sha256"]) / entry["model_path"],
-            entry["config"]["model_file"],
-        )
+        try:
+            stage(
+                repo,
+                model,
+                version,
+                self._bundle_dir(entry["sha256"]) / entry["model_path"],
+                entry["config"]["model_file"],
+            )
+        except OSError as exc:
+            prune(repo, model, {int(old["model_version"])})
+            raise storage_error(repo, exc, "stage the model") from exc
         restarts = self.supervisor.status(old["name"]).restarts
         self._step(dep, "reloading")
         try:
@@ -486,7 +581,13 @@ class UpdateSteps:
                 reload_model(port, model)  # the old version again, if serve had let it go
             self._fail(dep, w, "rolled_back", health.reason)
             return True
-        self._switch(dep, entry, old, w, hot=True)
+        try:
+            self._switch(dep, entry, old, w, hot=True)
+        except AgentStorageError:  # not switched: serve goes back to the recorded version
+            prune(repo, model, {int(old["model_version"])})
+            with contextlib.suppress(AgentVerificationError):
+                reload_model(port, model)
+            raise
         return True
 
     def _switch(
@@ -498,15 +599,28 @@ class UpdateSteps:
         *,
         hot: bool = False,
     ) -> None:
-        """The endpoint moves, the switch is one atomic write of ``state.json``, then the old one goes."""
+        """The endpoint moves, the switch is one atomic write of ``state.json``, then the old one goes.
+
+        When that write fails (:class:`AgentStorageError`, raised), memory is put back too: the old
+        version stays recorded; the caller moves the endpoint back and undoes what it started.
+        """
         assert self.supervisor is not None  # noqa: S101
         self._open_endpoint(dep, entry)  # new requests go to the new workload from here on
         with self._lock:
+            before = {k: self.state[k].get(dep) for k in ("workloads", "previous", "failed")}
             if old and old["sha256"] != entry["sha256"]:
                 self.state["previous"][dep] = old
             self.state["workloads"][dep] = entry
             self.state["failed"].pop(dep, None)
-            self._save()
+            try:
+                self._save()
+            except AgentStorageError:
+                for key, value in before.items():
+                    if value is None:
+                        self.state[key].pop(dep, None)
+                    else:
+                        self.state[key][dep] = value
+                raise
         self.deferred.pop(dep, None)
         self._step(dep, "switching")
         if old and old["name"] != entry["name"]:

@@ -1,10 +1,16 @@
 """Verify a downloaded bundle and unpack it into the store, in a child process of the agent.
 
     python -m edgefleet.agent.verify STATE_DIR TAR SHA256 NAME VERSION
+    python -m edgefleet.agent.verify --installed BUNDLES_DIR SHA256
 
 The agent runs this as a child so that the bundle and TUF libraries (pydantic, python-tuf,
 securesystemslib, urllib3) never load into the long-running process. It prints one JSON line:
-``{"sha256": ..., "tuf": {...} | null}`` or ``{"error": {"code", "message", "retry"}}``.
+``{"sha256": ..., "tuf": {...} | null}`` or ``{"error": {"code", "message", "retry", "errno"}}``.
+A write that fails (a full disk: ``errno`` 28) is ``bundle.write_failed`` with the ``errno``: the
+agent waits for space rather than refusing the bundle.
+
+``--installed`` re-hashes a bundle already in the store against its ``bundle.json`` (before the
+agent starts it again): ``{"ok": true}`` or ``{"error": {"code", "message"}}`` when it was damaged.
 
 When the device enrolled with a server that hosts a TUF repository (``trust.kind == "tuf"`` in
 ``identity.json``), the TUF client (:class:`edgefleet.bundle.client.BundleClient`) first refreshes
@@ -34,7 +40,7 @@ from tuf.ngclient import FetcherInterface
 from edgefleet.agent.protocol import load_key_pem, sign_request
 from edgefleet.errors import EdgefleetError, UnavailableError, VerificationError
 
-__all__ = ["SignedFetcher", "main", "verify_and_install"]
+__all__ = ["SignedFetcher", "check_installed", "main", "verify_and_install"]
 
 
 class SignedFetcher(FetcherInterface):
@@ -154,10 +160,27 @@ def _verify_tuf(
     return {"target": info.path, "versions": versions}
 
 
+def check_installed(bundles: Path, sha256: str) -> dict[str, Any]:
+    """Re-hash an installed bundle against its manifest; the JSON the agent reads."""
+    from edgefleet.bundle.store import BundleStore
+
+    try:
+        BundleStore(bundles).verify(sha256)
+    except EdgefleetError as exc:
+        return {"error": {"code": exc.code, "message": exc.message}}
+    return {"ok": True}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 3 and args[0] == "--installed":
+        sys.stdout.write(json.dumps(check_installed(Path(args[1]), args[2])) + "\n")
+        return 0
     if len(args) != 5:
-        sys.stderr.write("usage: python -m edgefleet.agent.verify STATE_DIR TAR SHA256 NAME VERSION\n")
+        sys.stderr.write(
+            "usage: python -m edgefleet.agent.verify STATE_DIR TAR SHA256 NAME VERSION\n"
+            "       python -m edgefleet.agent.verify --installed BUNDLES_DIR SHA256\n"
+        )
         return 2
     state, tar, sha256, name, version = args
     try:
@@ -165,8 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = verify_and_install(Path(state), Path(tar), sha256, name, version, failpoint=fp)
     except EdgefleetError as exc:
         retry = isinstance(exc, UnavailableError)
-        out = {"error": {"code": exc.code, "message": exc.message, "retry": retry}}
-    except (OSError, ValueError, KeyError) as exc:
+        cause = getattr(exc.__cause__, "errno", None)
+        out = {"error": {"code": exc.code, "message": exc.message, "retry": retry, "errno": cause}}
+    except OSError as exc:  # a write of the install (a full disk): the agent waits for space
+        out = {
+            "error": {"code": "bundle.write_failed", "message": str(exc), "retry": False, "errno": exc.errno}
+        }
+    except (ValueError, KeyError) as exc:
         out = {"error": {"code": "agent.install_failed", "message": str(exc), "retry": False}}
     sys.stdout.write(json.dumps(out) + "\n")
     return 0

@@ -163,6 +163,23 @@ class Sandbox:
             return None  # another process now owns that cgroup name
         return SandboxProcess(self.driver, group, wdir, record, owned=False)
 
+    def discard_torn(self, name: str) -> int:
+        """Kill and remove what a start of ``name`` interrupted before its launch record left behind.
+
+        A process killed between creating the cgroup and writing ``state.json`` leaves a workload
+        running that nothing can adopt; it would hold the name ("already running") for ever.
+        Nothing is done when the record exists. Returns how many processes were killed.
+        """
+        if (self.run_dir / name / "state.json").exists():
+            return 0
+        group = self.driver.open(name)
+        if group is None:
+            return 0
+        killed = len(self.driver.procs(group))
+        self.driver.kill(group)
+        self.driver.remove(group)
+        return killed
+
     def names(self) -> list[str]:
         """Workloads with a state file under :attr:`run_dir`."""
         with contextlib.suppress(OSError):

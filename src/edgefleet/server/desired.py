@@ -11,14 +11,18 @@ The document (the ``signed`` part of the envelope, see :mod:`edgefleet.server.ke
      "tuning_profile": "<first workload's profile or null>"}
 
 ``revision`` grows by one each time the workloads (or labels) change; the ETag is the revision.
+A document with less than half of its lifetime left is signed again, same content, revision + 1,
+when its device asks for it (:func:`renew_desired`): devices refuse expired documents, and a fleet
+may well run unchanged for longer than the lifetime.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -27,7 +31,9 @@ from sqlalchemy.orm import Session
 from edgefleet.server.keys import ServerKey
 from edgefleet.server.store.models import Bundle, Deployment, Device, DeviceAssignment, Release
 
-__all__ = ["etag", "refresh_desired"]
+__all__ = ["etag", "expiring", "refresh_desired", "renew_desired"]
+
+_EXPIRES = re.compile(r'"expires_at":"([^"]+)"')
 
 
 def etag(device: str, revision: int) -> str:
@@ -64,21 +70,44 @@ def refresh_desired(
             content = {"labels": dev.labels, "workloads": wl}
             if dev.desired_doc and _content(dev.desired_doc) == content:
                 continue
-            dev.desired_revision += 1
-            signed = {
-                "type": "edgefleet-desired-state",
-                "version": 1,
-                "device": dev.id,
-                "project": dev.project_id,
-                "revision": dev.desired_revision,
-                "issued_at": _iso(now),
-                "expires_at": _iso(now + timedelta(seconds=ttl_seconds)),
-                **content,
-                "tuning_profile": next((w["tuning_profile"] for w in wl if w.get("tuning_profile")), None),
-            }
-            dev.desired_doc = json.dumps(key.sign_document(signed), separators=(",", ":"), sort_keys=True)
+            _sign(dev, key, content, now, ttl_seconds)
             changed.append(dev.id)
     return changed
+
+
+def expiring(doc: str, now: datetime, ttl_seconds: float) -> bool:
+    """True when a stored document has less than half of its lifetime left (or has expired)."""
+    found = _EXPIRES.search(doc)
+    if found is None:
+        return False
+    expires = datetime.strptime(found.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return expires - now < timedelta(seconds=ttl_seconds / 2)
+
+
+def renew_desired(s: Session, key: ServerKey, device_id: str, now: datetime, ttl_seconds: float) -> bool:
+    """Sign a device's expiring document again: same content, new expiry, revision + 1."""
+    dev = s.execute(select(Device).where(Device.id == device_id).with_for_update()).scalar_one_or_none()
+    if dev is None or not dev.desired_doc or not expiring(dev.desired_doc, now, ttl_seconds):
+        return False
+    _sign(dev, key, _content(dev.desired_doc), now, ttl_seconds)
+    return True
+
+
+def _sign(dev: Device, key: ServerKey, content: dict[str, Any], now: datetime, ttl_seconds: float) -> None:
+    dev.desired_revision += 1
+    wl = content["workloads"]
+    signed = {
+        "type": "edgefleet-desired-state",
+        "version": 1,
+        "device": dev.id,
+        "project": dev.project_id,
+        "revision": dev.desired_revision,
+        "issued_at": _iso(now),
+        "expires_at": _iso(now + timedelta(seconds=ttl_seconds)),
+        **content,
+        "tuning_profile": next((w["tuning_profile"] for w in wl if w.get("tuning_profile")), None),
+    }
+    dev.desired_doc = json.dumps(key.sign_document(signed), separators=(",", ":"), sort_keys=True)
 
 
 def _content(doc: str) -> dict[str, Any]:

@@ -103,6 +103,30 @@ def test_workload_that_ended_while_unsupervised_is_recorded(cgroup_parent: str, 
     second.remove("brief")
 
 
+def test_start_interrupted_before_its_record_leaves_no_orphan(cgroup_parent: str, tmp_path: Path) -> None:
+    """A supervisor killed between forking a workload and writing its launch record (state.json):
+    the next one kills what runs in that cgroup and starts the workload again, instead of a
+    conflict with the orphan ("already running") that would crash-loop it."""
+    state = tmp_path / "state"
+    first = Supervisor(state, parent=cgroup_parent)
+    spec = SandboxSpec("torn", (SYSTEM_PYTHON, "-c", "import time; time.sleep(120)"))
+    first.add(Workload(spec, restart=RestartPolicy("always", initial_s=0.05), stop_grace_s=0.5))
+    orphan = first.status("torn").pid
+    assert orphan is not None
+    first.close()
+    (state / "workloads" / "torn" / "state.json").unlink()  # the record the killed process never wrote
+
+    second = Supervisor(state, parent=cgroup_parent)
+    _until(second, lambda: second.status("torn").state == "running")
+    st = second.status("torn")
+    assert st.pid != orphan
+    assert st.restarts == 0, st.last_error
+    group = second.sandbox.driver.open("torn")
+    assert group is not None
+    assert second.sandbox.driver.procs(group) == [st.pid]
+    second.remove("torn")
+
+
 @pytest.fixture
 def http_port() -> int:
     with socket.socket() as s:

@@ -353,7 +353,9 @@ class Supervisor:
         process = self.sandbox.adopt(workload.name)
         now = self._clock()
         if process is None:
-            entry.state, entry.next_start = "pending", now  # gone without a trace: start it again
+            # gone without a trace, or its start was cut short before the launch record: start it again
+            self.sandbox.discard_torn(workload.name)
+            entry.state, entry.next_start = "pending", now
             return
         entry.process, entry.adopted = process, True
         entry.started_at = now - max(0.0, time.time() - process.started)

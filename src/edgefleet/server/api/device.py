@@ -22,7 +22,7 @@ from edgefleet.server.api.errors import ERROR_RESPONSES
 from edgefleet.server.api.schemas import EnrollIn, EnrollOut, ReportIn, ReportOut
 from edgefleet.server.auth import verify_request
 from edgefleet.server.context import ServerContext
-from edgefleet.server.desired import etag
+from edgefleet.server.desired import etag, expiring, renew_desired
 from edgefleet.server.devices import authenticated_device, enroll, record_report
 from edgefleet.server.errors import ForbiddenError, ServerNotFoundError, ServerUnauthenticatedError
 from edgefleet.server.logs import parse_batch, store_batch
@@ -135,6 +135,12 @@ def _doc(ctx: ServerContext, device: str) -> tuple[int, str]:
     return row.desired_revision, row.desired_doc
 
 
+def _renew(ctx: ServerContext, device: str) -> tuple[int, str]:
+    with ctx.db.session(write=True) as s:
+        renew_desired(s, ctx.key, device, ctx.now(), ctx.settings.desired_state_ttl_seconds)
+    return _doc(ctx, device)
+
+
 @router.get(
     "/desired-state",
     responses={200: {"description": "The signed document"}, 304: {"description": "Unchanged (ETag)"}},
@@ -147,6 +153,8 @@ async def desired_state(
 ) -> Response:
     """The device's signed desired state; with ``If-None-Match`` and ``wait``, a long-poll (304 if none)."""
     device, _project, revision, doc = await anyio.to_thread.run_sync(_authenticate, ctx, request, b"")
+    if doc and expiring(doc, ctx.now(), ctx.settings.desired_state_ttl_seconds):
+        revision, doc = await anyio.to_thread.run_sync(_renew, ctx, device)
     deadline = time.monotonic() + min(wait, ctx.settings.max_poll_wait_seconds)
     while True:
         tag = etag(device, revision)
