@@ -5,7 +5,8 @@ beyond that the oldest pending lines are dropped) until :meth:`LogBuffer.seal` w
 batch ``<dir>/<seq:016d>-<lines>.jsonl.gz`` (atomically). Sealed batches wait on disk until the server
 has them; past ``capacity_bytes`` the oldest batches are deleted. Every dropped line is counted, and
 the next batch starts with a warning line that says how many were lost, so the operator sees the
-gap where it happened.
+gap where it happened. When a batch cannot be written (a full disk: :class:`AgentStorageError`), its
+lines go back to the front of the pending lines (still bounded by ``max_pending``) for the next seal.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgefleet.agent.errors import AgentStorageError
 from edgefleet.agent.fsio import atomic_write, atomic_write_json, read_json
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_LINE_CHARS", "Batch", "LogBuffer"]
@@ -134,16 +136,30 @@ class LogBuffer:
         batch = None
         chunk: list[str] = []
         size = 0
-        for r in recs:
-            line = json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n"
-            if chunk and size + len(line.encode()) > MAX_BATCH_BYTES:
-                batch = self._write(chunk)
-                chunk, size = [], 0
-            chunk.append(line)
-            size += len(line.encode())
-        batch = self._write(chunk)
+        written = 0  # of recs, in batches on disk
+        try:
+            for i, r in enumerate(recs):
+                line = json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n"
+                if chunk and size + len(line.encode()) > MAX_BATCH_BYTES:
+                    batch = self._write(chunk)
+                    written = i
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line.encode())
+            batch = self._write(chunk)
+        except AgentStorageError:
+            self._requeue(recs[written:])
+            raise
         self._save()
         return batch
+
+    def _requeue(self, recs: list[dict[str, Any]]) -> None:
+        """Lines whose batch could not be written go back in front of the pending ones (bounded)."""
+        with self._lock:
+            self._pending.extendleft(reversed(recs))
+            while len(self._pending) > self.max_pending:
+                self._pending.popleft()
+                self.dropped += 1
 
     def _write(self, lines: list[str]) -> Batch:
         with self._lock:
