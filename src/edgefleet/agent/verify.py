@@ -27,6 +27,7 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import sys
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface
 
 from edgefleet.agent.protocol import load_key_pem, sign_request
+from edgefleet.agent.tls import context_for
 from edgefleet.errors import EdgefleetError, UnavailableError, VerificationError
 
 __all__ = ["SignedFetcher", "check_installed", "main", "verify_and_install"]
@@ -46,16 +48,29 @@ __all__ = ["SignedFetcher", "check_installed", "main", "verify_and_install"]
 class SignedFetcher(FetcherInterface):
     """``tuf.ngclient`` fetches over the device API: every request signed with the device key."""
 
-    def __init__(self, key: Ed25519PrivateKey, device: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        key: Ed25519PrivateKey,
+        device: str,
+        *,
+        timeout: float = 30.0,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         self._key = key
         self._device = device
         self._timeout = timeout
+        self._context = context  # https: the CA the agent pinned (None: the system CAs)
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = cls(parts.hostname or "", parts.port, timeout=self._timeout)
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                parts.hostname or "", parts.port, timeout=self._timeout, context=self._context
+            )
+        else:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self._timeout)
         conn.request("GET", target, headers=sign_request(self._key, self._device, "GET", target))
         r = conn.getresponse()
         if r.status != 200:
@@ -126,12 +141,14 @@ def _verify_tuf(
         raise VerificationError("key.pem: not an ed25519 key", code="agent.bad_key")
     base = str(identity["server"]).rstrip("/") + str(trust.get("tuf_url") or "/device/v1/tuf")
     root = trust.get("tuf_root")
+    pinned = state / "server-ca.pem"  # the CA the agent verifies the server with (agent.tls)
+    context = context_for(pinned.read_bytes() if pinned.is_file() else None)
     client = BundleClient(
         state / "tuf",
         base,
         store,
         trusted_root=root.encode() if isinstance(root, str) else None,
-        fetcher=SignedFetcher(loaded, str(identity["device_id"])),
+        fetcher=SignedFetcher(loaded, str(identity["device_id"]), context=context),
     )
     client.refresh()
     info = client.target(name, version)
