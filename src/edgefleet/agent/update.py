@@ -20,6 +20,7 @@ a damaged one is removed, reported (``bundle_damaged``) and downloaded again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -146,9 +147,32 @@ class UpdateSteps:
             raise AgentVerificationError(str(err["message"]), code=str(err["code"]))
         return result
 
+    def _manifest_digest(self, sha256: str) -> str:
+        """The sha256 of an installed bundle's ``bundle.json``, recorded with the workload: the file
+        hashes are checked against the manifest, and this checks the manifest itself."""
+        return hashlib.sha256((self._bundle_dir(sha256) / "bundle.json").read_bytes()).hexdigest()
+
     def _damaged(self, sha256: str) -> str | None:
-        """Re-hash an installed bundle against its manifest (in a child process, like installs):
-        the reason when the bytes on disk changed, None when intact or when the check cannot run."""
+        """Re-hash an installed bundle against its manifest (in a child process, like installs) and
+        its manifest against the digest recorded when it was installed: the reason when the bytes on
+        disk changed, None when intact or when the check cannot run."""
+        recorded = {
+            w.get("manifest_sha256")
+            for group in ("workloads", "previous")
+            for w in self.state[group].values()
+            if w.get("sha256") == sha256
+        } - {None}
+        if recorded:
+            try:
+                digest = self._manifest_digest(sha256)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                return f"bundle {sha256}: bundle.json cannot be read: {reason} [bundle.missing_file]"
+            if digest not in recorded:
+                return (
+                    f"bundle {sha256}: bundle.json has sha256 {digest}, not the {min(recorded)} "
+                    "recorded at install [bundle.hash_mismatch]"
+                )
         try:
             out = subprocess.run(
                 [sys.executable, "-m", "edgefleet.agent.verify", "--installed", str(self.bundles), sha256],
@@ -350,7 +374,8 @@ class UpdateSteps:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _fetch(self, dep: str, w: dict[str, Any]) -> dict[str, Any]:
-        """Download, verify (TUF when the server hosts it) and unpack the bundle; its manifest."""
+        """Download, verify (TUF when the server hosts it) and unpack the bundle; its manifest
+        (with ``manifest_sha256``, the digest of ``bundle.json``)."""
         assert self.client is not None  # noqa: S101 - enrolled before any update
         bundle = w["bundle"]
         sha = bundle["sha256"]
@@ -374,7 +399,9 @@ class UpdateSteps:
             if result.get("tuf"):
                 self.outbox.put("bundle_verified", deployment=dep, release=w["release"], **result["tuf"])
             tar.unlink(missing_ok=True)
-        manifest: dict[str, Any] = json.loads(manifest_path.read_bytes())
+        data = manifest_path.read_bytes()
+        manifest: dict[str, Any] = json.loads(data)
+        manifest["manifest_sha256"] = hashlib.sha256(data).hexdigest()  # recorded with the workload
         return manifest
 
     def _deferral(self, w: dict[str, Any]) -> dict[str, Any] | None:
@@ -460,6 +487,7 @@ class UpdateSteps:
             "version": bundle.get("version"),
             "bundle_name": bundle.get("name"),
             "sha256": sha,
+            "manifest_sha256": manifest["manifest_sha256"],
             "model_path": model_path,
             "model_name": model_name,
             "resources": w.get("resources") or {},

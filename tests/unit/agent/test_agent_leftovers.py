@@ -32,3 +32,18 @@ def test_agent_gc_removes_interrupted_installs_and_downloads(tmp_path: Path) -> 
     agent._gc_bundles()
     assert sorted(p.name for p in agent.bundles.iterdir()) == [RUNNING]
     assert list(downloads.iterdir()) == []
+
+
+def test_agent_notices_a_changed_manifest_of_a_stored_bundle(tmp_path: Path) -> None:
+    """The store's check hashes the files listed in bundle.json, not bundle.json itself: a changed
+    byte there (say a model input's dtype) went unnoticed. Its digest is recorded with the workload."""
+    agent = Agent(AgentConfig(state_dir=tmp_path))
+    manifest = agent.bundles / RUNNING / "bundle.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text('{"dtype": "float32"}')
+    agent.state["workloads"]["det"] = {"sha256": RUNNING, "manifest_sha256": agent._manifest_digest(RUNNING)}
+    manifest.write_text('{"dtype": "flort32"}')
+    reason = agent._damaged(RUNNING)
+    assert reason is not None
+    assert "bundle.json has sha256" in reason
+    assert reason.endswith("[bundle.hash_mismatch]")
