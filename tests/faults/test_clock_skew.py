@@ -9,6 +9,7 @@ agent trial's update goes through that check as well.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from edgefleet.server import ServerSettings, open_server
 from edgefleet.server.api import create_app
 from edgefleet.server.auth import SKEW_SECONDS
 from edgefleet.server.service import migrate
+from edgefleet.server.tls import ServerTls, ensure_auto_tls
 from edgefleet.testing.faults import Trials, trial_count
 from tests.integration.agent.conftest import (
     AgentProc,
@@ -108,26 +110,41 @@ class SkewedClock:
         return time.time() - self.behind
 
 
+class InProcessServer:
+    """What :class:`Fleet` and the agents use of a server: its URL, data, and TLS CA (default TLS)."""
+
+    def __init__(self, url: str, data: Path, tls: ServerTls) -> None:
+        assert tls.ca is not None
+        self.url, self.data, self.ca, self.fingerprint = url, data, tls.ca, tls.fingerprint
+
+    def verify(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
 class InProcessFleet(Fleet):
     """:class:`Fleet`'s API helpers over a server running in this process, on a clock the test sets."""
 
-    def __init__(self, tmp: Path, url: str, token: str, clock: SkewedClock) -> None:
+    def __init__(self, tmp: Path, server: InProcessServer, token: str, clock: SkewedClock) -> None:
         self.tmp, self.token, self.clock = tmp, token, clock
-        self.server = type("S", (), {"url": url, "data": tmp / "server"})()  # type: ignore[assignment]
+        self.server = server  # type: ignore[assignment]
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[InProcessFleet]:
+    tls = ensure_auto_tls(tmp_path / "server")  # the server's default TLS, as `server run` makes it
     settings = ServerSettings(
-        data_dir=tmp_path / "server", rollout_tick_seconds=0.3, desired_state_ttl_seconds=TTL
+        data_dir=tmp_path / "server",
+        rollout_tick_seconds=0.3,
+        desired_state_ttl_seconds=TTL,
+        tls_ca_file=tls.ca,  # served to devices at /device/v1/ca.pem
     )
     migrate(settings)
     clock = SkewedClock()
     ctx, admin = open_server(settings, clock=clock)
     assert admin is not None
     try:
-        with serve_in_thread(create_app(ctx)) as url:
-            yield InProcessFleet(tmp_path, url, admin, clock)
+        with serve_in_thread(create_app(ctx), tls=(tls.cert, tls.key)) as url:
+            yield InProcessFleet(tmp_path, InProcessServer(url, settings.data_dir, tls), admin, clock)
     finally:
         ctx.db.dispose()
 

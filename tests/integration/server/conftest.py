@@ -125,10 +125,18 @@ def make_bundle(name: str, version: str, payload: bytes | None = None, *, manife
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free port in a thread; yields its base URL."""
+def serve_in_thread(app: FastAPI, *, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free port in a thread; yields its base URL (https with ``tls``,
+    a certificate and key file)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
     )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -140,7 +148,7 @@ def serve_in_thread(app: FastAPI) -> Iterator[str]:
         time.sleep(0.01)
     port = srv.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         srv.should_exit = True
         thread.join(timeout=20)
