@@ -33,15 +33,17 @@ N = trial_count(quick=1, full=8)
 
 
 class NsServer(Server):
-    """``edgefleet server run`` inside the link's namespace, listening on the namespace's address."""
+    """``edgefleet server run`` inside the link's namespace, listening on the namespace's address, with
+    its default TLS (the certificate names that address; the agents pin its CA)."""
 
     def __init__(self, data: Path, link: NetnsLink) -> None:
         super().__init__(data, free_port())
         self.link = link
-        self.url = f"http://{link.ns_ip}:{self.port}"
+        self.url = f"https://{link.ns_ip}:{self.port}"
 
     def start(self) -> None:
         argv = [PY, "-m", "edgefleet", "server", "run", "--host", self.link.ns_ip, "--port", str(self.port)]
+        argv += ["--tls-san", self.link.ns_ip]
         with self.log.open("ab") as out:
             self.p = subprocess.Popen(
                 [*self.link.exec_prefix, *argv, "--data-dir", str(self.data)],
@@ -51,7 +53,10 @@ class NsServer(Server):
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                if (
+                    self.ca.exists()
+                    and httpx.get(self.url + "/healthz", timeout=2, verify=self.verify()).status_code == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass
