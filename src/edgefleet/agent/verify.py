@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import sys
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -40,16 +41,30 @@ __all__ = ["SignedFetcher", "main", "verify_and_install"]
 class SignedFetcher(FetcherInterface):
     """``tuf.ngclient`` fetches over the device API: every request signed with the device key."""
 
-    def __init__(self, key: Ed25519PrivateKey, device: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        key: Ed25519PrivateKey,
+        device: str,
+        *,
+        timeout: float = 30.0,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``context``: how an https server is verified (the CA the agent pinned); None: system CAs."""
         self._key = key
         self._device = device
         self._timeout = timeout
+        self._context = context
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = cls(parts.hostname or "", parts.port, timeout=self._timeout)
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                parts.hostname or "", parts.port, timeout=self._timeout, context=self._context
+            )
+        else:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self._timeout)
         conn.request("GET", target, headers=sign_request(self._key, self._device, "GET", target))
         r = conn.getresponse()
         if r.status != 200:
@@ -101,6 +116,14 @@ def verify_and_install(
     return {"sha256": installed.sha256, "tuf": tuf_info}
 
 
+def _pinned_context(state: Path) -> ssl.SSLContext:
+    """The TLS context of the agent's own requests: its pinned CA (``server-ca.pem``), else the system's."""
+    from edgefleet.agent.tls import context_for
+
+    pinned = state / "server-ca.pem"
+    return context_for(pinned.read_bytes() if pinned.is_file() else None)
+
+
 def _verify_tuf(
     state: Path,
     *,
@@ -125,7 +148,7 @@ def _verify_tuf(
         base,
         store,
         trusted_root=root.encode() if isinstance(root, str) else None,
-        fetcher=SignedFetcher(loaded, str(identity["device_id"])),
+        fetcher=SignedFetcher(loaded, str(identity["device_id"]), context=_pinned_context(state)),
     )
     client.refresh()
     info = client.target(name, version)

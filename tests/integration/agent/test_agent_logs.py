@@ -63,7 +63,12 @@ def _cli(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
 def _env(fleet: Fleet) -> dict[str, str]:
     import os
 
-    return {**os.environ, "EDGEFLEET_TOKEN": fleet.token, "COLUMNS": "200"}
+    return {
+        **os.environ,
+        "EDGEFLEET_TOKEN": fleet.token,
+        "EDGEFLEET_CA_CERT": str(fleet.server.ca),
+        "COLUMNS": "200",
+    }
 
 
 def test_logs_reach_the_server_survive_an_outage_are_bounded_and_followed(
