@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--cgroup-parent", default="edgefleet")
     run.add_argument("--workload-user", default="nobody")
     run.add_argument("--outbox-capacity", type=int, default=1000)
+    run.add_argument("--download-rate")
     run.add_argument("--no-tuning", action="store_true")
     run.add_argument("--no-logs", action="store_true", help="do not ship logs to the server")
     run.add_argument("--log-buffer-bytes", type=int, default=16 << 20)
@@ -96,6 +98,25 @@ def _labels(items: list[str]) -> dict[str, str]:
             raise AgentInputError(f"--label: {item!r} is not key=value", field="label")
         labels[k] = v
     return labels
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _rate(text: str | None) -> float | None:
+    """``--download-rate``: bytes a second, with an optional K, M or G (1024-based) and a ``/s``."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?(?:/s)?\s*", text, re.IGNORECASE)
+    rate = float(m.group(1)) * _UNITS[m.group(2).lower()] if m else 0.0
+    if rate < 1024:
+        from edgefleet.agent.errors import AgentInputError
+
+        raise AgentInputError(
+            f"--download-rate: {text!r} is not a rate of at least 1K a second (e.g. 512K, 2M, 1.5M/s)",
+            field="download-rate",
+        )
+    return rate
 
 
 def _remote_write(args: argparse.Namespace) -> RemoteWriteConfig | None:
@@ -175,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cgroup_parent=args.cgroup_parent,
             workload_user=args.workload_user,
             outbox_capacity=args.outbox_capacity,
+            download_rate=_rate(args.download_rate),
             tuning=not args.no_tuning,
             logs=not args.no_logs,
             log_buffer_bytes=args.log_buffer_bytes,

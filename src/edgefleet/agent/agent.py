@@ -205,7 +205,11 @@ class Agent(UpdateSteps):
             }
             if self.config.name:
                 body["name"] = self.config.name
-            client = DeviceClient(self.config.server, ca_pem=self._trust(self.config.server))
+            client = DeviceClient(
+                self.config.server,
+                ca_pem=self._trust(self.config.server),
+                download_rate=self.config.download_rate,
+            )
             data = client.enroll(body)
             identity = {
                 "device_id": data["device_id"],
@@ -221,7 +225,9 @@ class Agent(UpdateSteps):
             self.identity = identity
             log.info("enrolled", extra={"device": identity["device_id"]})
         server = self.config.server or self.identity["server"]
-        self.client = DeviceClient(server, ca_pem=self._trust(server))
+        self.client = DeviceClient(
+            server, ca_pem=self._trust(server), download_rate=self.config.download_rate
+        )
         self.client.device_id = self.identity["device_id"]
         self.client.key = self.key
         return self.identity

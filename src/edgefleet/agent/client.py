@@ -41,9 +41,44 @@ class Response:
         return json.loads(self.body) if self.body else None
 
 
+class Throttle:
+    """A token bucket: bytes pass at ``rate`` a second on average, in bursts of at most one second's
+    worth; ``throttle(n)`` sleeps as long as taking ``n`` bytes needs."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = 0.0
+        self._t = clock()
+
+    def __call__(self, n: int) -> None:
+        now = self._clock()
+        self._tokens = min(self.rate, self._tokens + (now - self._t) * self.rate) - n
+        self._t = now
+        if self._tokens < 0:
+            self._sleep(-self._tokens / self.rate)
+
+
 class DeviceClient:
-    def __init__(self, server: str, *, timeout: float = 30.0, ca_pem: bytes | None = None) -> None:
-        """``ca_pem``: the only CA an https server is verified against (None: the system CAs)."""
+    def __init__(
+        self,
+        server: str,
+        *,
+        timeout: float = 30.0,
+        ca_pem: bytes | None = None,
+        download_rate: float | None = None,
+    ) -> None:
+        """``ca_pem``: the only CA an https server is verified against (None: the system CAs);
+        ``download_rate``: bundle downloads average at most this many bytes a second (None: no cap)."""
         url = urllib.parse.urlsplit(server)
         if url.scheme not in {"http", "https"} or not url.hostname:
             raise EdgefleetError(f"--server: {server!r} is not an http(s) URL", code="agent.invalid_input")
@@ -52,6 +87,7 @@ class DeviceClient:
         self._timeout = timeout
         self._ssl = context_for(ca_pem) if url.scheme == "https" else None
         self._pinned = pem_fingerprint(ca_pem) if ca_pem is not None else None
+        self._throttle = Throttle(download_rate) if download_rate else None
         self.device_id: str | None = None
         self.key: Ed25519PrivateKey | None = None
 
@@ -200,6 +236,8 @@ class DeviceClient:
             with part.open(mode) as f:
                 while block := r.read(chunk):
                     f.write(block)
+                    if self._throttle is not None:
+                        self._throttle(len(block))
                     if on_chunk is not None:
                         f.flush()
                         os.fsync(f.fileno())

@@ -36,6 +36,7 @@ class AgentConfig:
     serve_command: tuple[str, ...] = (sys.executable, "-m", "edgefleet", "serve")
     keep_bundles: int = 2
     outbox_capacity: int = 1000
+    download_rate: float | None = None  # bytes a second for bundle downloads (None: no cap)
     tuning: bool = True
     logs: bool = True  # ship agent and workload logs to the server
     log_buffer_bytes: int = 16 << 20  # compressed batches kept on disk while the server is away

@@ -39,7 +39,6 @@ from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface
 
 from edgefleet.agent.protocol import load_key_pem, sign_request
-from edgefleet.agent.tls import context_for
 from edgefleet.errors import EdgefleetError, UnavailableError, VerificationError
 
 __all__ = ["SignedFetcher", "check_installed", "main", "verify_and_install"]
@@ -56,10 +55,11 @@ class SignedFetcher(FetcherInterface):
         timeout: float = 30.0,
         context: ssl.SSLContext | None = None,
     ) -> None:
+        """``context``: how an https server is verified (the CA the agent pinned); None: system CAs."""
         self._key = key
         self._device = device
         self._timeout = timeout
-        self._context = context  # https: the CA the agent pinned (None: the system CAs)
+        self._context = context
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         parts = urllib.parse.urlsplit(url)
@@ -122,6 +122,14 @@ def verify_and_install(
     return {"sha256": installed.sha256, "tuf": tuf_info}
 
 
+def _pinned_context(state: Path) -> ssl.SSLContext:
+    """The TLS context of the agent's own requests: its pinned CA (``server-ca.pem``), else the system's."""
+    from edgefleet.agent.tls import context_for
+
+    pinned = state / "server-ca.pem"
+    return context_for(pinned.read_bytes() if pinned.is_file() else None)
+
+
 def _verify_tuf(
     state: Path,
     *,
@@ -141,14 +149,12 @@ def _verify_tuf(
         raise VerificationError("key.pem: not an ed25519 key", code="agent.bad_key")
     base = str(identity["server"]).rstrip("/") + str(trust.get("tuf_url") or "/device/v1/tuf")
     root = trust.get("tuf_root")
-    pinned = state / "server-ca.pem"  # the CA the agent verifies the server with (agent.tls)
-    context = context_for(pinned.read_bytes() if pinned.is_file() else None)
     client = BundleClient(
         state / "tuf",
         base,
         store,
         trusted_root=root.encode() if isinstance(root, str) else None,
-        fetcher=SignedFetcher(loaded, str(identity["device_id"]), context=context),
+        fetcher=SignedFetcher(loaded, str(identity["device_id"]), context=_pinned_context(state)),
     )
     client.refresh()
     info = client.target(name, version)

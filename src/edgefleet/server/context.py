@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from edgefleet.server.auth import NonceCache
 from edgefleet.server.blobs import BlobStore
@@ -104,6 +106,20 @@ class Notifier:
         if not ids or loop is None or loop.is_closed():
             return
         loop.call_soon_threadsafe(self._wake, ids)
+
+    def notify_after_commit(self, session: Session, devices: Iterable[str]) -> None:
+        """Notify once ``session``'s transaction has committed, and not at all when it rolls back.
+
+        A woken long-poll reads the desired state in its own transaction: woken before the commit, it
+        would read the old rows and wait for its next recheck instead of answering at once.
+        """
+        ids = list(devices)
+        if not ids:
+            return
+        if not session.in_transaction():
+            self.notify(ids)
+            return
+        event.listen(session, "after_commit", lambda _s: self.notify(ids), once=True)
 
     def _wake(self, ids: list[str]) -> None:
         for d in ids:

@@ -130,7 +130,7 @@ def place_device(s: Session, ctx: ServerContext, dev: Device) -> None:
             s.delete(have)
     s.flush()
     changed = refresh_desired(s, ctx.key, [dev.id], now, ctx.settings.desired_state_ttl_seconds)
-    ctx.notifier.notify(changed)
+    ctx.notifier.notify_after_commit(s, changed)
 
 
 def relabel(s: Session, ctx: ServerContext, dev: Device, labels: dict[str, str]) -> Device:
@@ -146,7 +146,7 @@ def decommission(s: Session, ctx: ServerContext, dev: Device) -> Device:
         dev.status = "decommissioned"
         dev.decommissioned_at = ctx.now()
         s.execute(delete(DeviceAssignment).where(DeviceAssignment.device_id == dev.id))
-        ctx.notifier.notify([dev.id])
+        ctx.notifier.notify_after_commit(s, [dev.id])
     return dev
 
 

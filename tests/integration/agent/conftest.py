@@ -233,8 +233,11 @@ class AgentProc:
             str(self.state),
             "--server",
             self.fleet.server.url,
-            "--ca-fingerprint",
-            self.fleet.server.fingerprint,
+            *(
+                ("--ca-fingerprint", self.fleet.server.fingerprint)
+                if self.fleet.server.url.startswith("https:")
+                else ()
+            ),
             "--poll-wait",
             "2",
             "--backoff-max",

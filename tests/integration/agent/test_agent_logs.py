@@ -63,7 +63,6 @@ def _cli(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
 def _env(fleet: Fleet) -> dict[str, str]:
     import os
 
-    # the server runs with its default TLS: the CLI verifies it against the CA it made
     return {
         **os.environ,
         "EDGEFLEET_TOKEN": fleet.token,

@@ -136,9 +136,16 @@ def _server_shows_deferred(fleet: Fleet, dev: str, text: str) -> None:
     end = time.monotonic() + 30
     while True:
         r = _cli(
-            "device", "show", dev, "--server", fleet.server.url, "--token", fleet.token,
-            "--ca-cert", str(fleet.server.ca),
-        )  # fmt: skip
+            "device",
+            "show",
+            dev,
+            "--server",
+            fleet.server.url,
+            "--token",
+            fleet.token,
+            "--ca-cert",
+            str(fleet.server.ca),
+        )
         assert r.returncode == 0, r.stderr
         shown = json.loads(r.stdout)
         rows = [w for w in shown["health"]["workloads"] if w["status"] == "deferred"]

@@ -33,6 +33,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("PUT", "/api/v1/projects/{project}/devices/{device_id}/labels"): "operator",
     ("POST", "/api/v1/projects/{project}/devices/{device_id}/decommission"): "operator",
     ("GET", "/api/v1/projects/{project}/devices/{device_id}/events"): "viewer",
+    ("GET", "/api/v1/projects/{project}/devices/{device_id}/logs"): "viewer",
     ("GET", "/api/v1/projects/{project}/audit"): "admin",
     ("POST", "/api/v1/projects/{project}/bundles"): "operator",
     ("GET", "/api/v1/projects/{project}/bundles"): "viewer",

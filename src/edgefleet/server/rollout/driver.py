@@ -140,7 +140,7 @@ def _apply(s: Session, ctx: ServerContext, row: Rollout, dep: Deployment, result
         row.lease_until = None
     s.flush()
     changed = refresh_desired(s, ctx.key, touched, now, ctx.settings.desired_state_ttl_seconds)
-    ctx.notifier.notify(changed)
+    ctx.notifier.notify_after_commit(s, changed)
 
 
 def _assign(s: Session, deployment: str, row: Rollout, actions: Iterable[eng.Assign], now: Any) -> list[str]:
@@ -263,7 +263,7 @@ class RolloutDriver:
                 changed = refresh_desired(
                     s, self.ctx.key, left, self.ctx.now(), self.ctx.settings.desired_state_ttl_seconds
                 )
-                self.ctx.notifier.notify(changed)
+                self.ctx.notifier.notify_after_commit(s, changed)
 
     def _observe(self, s: Session, row: Rollout, dep: Deployment) -> tuple[eng.Result, list[str]]:
         now = self.ctx.clock()
